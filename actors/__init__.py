@@ -1,0 +1,57 @@
+"""ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
+
+from .layers import (
+    KNOWN_LAYOUTS,
+    LayerLayout,
+    LayerOutOfRangeError,
+    UnknownArchitectureError,
+    check_layer,
+    component_module,
+    num_layers,
+    resolve_layout,
+)
+from .loading import ModelLoadError, ModelSpec, load_model
+from .messages import (
+    COMPONENTS,
+    STEERABLE_COMPONENTS,
+    ActivationKey,
+    ActivationNorms,
+    CaptureReply,
+    CaptureRequest,
+    ModelInfo,
+    ProjectReply,
+    ProjectRequest,
+    PromptInput,
+    SteeringTerm,
+    SteerReply,
+    SteerRequest,
+    SteerRow,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "KNOWN_LAYOUTS",
+    "STEERABLE_COMPONENTS",
+    "ActivationKey",
+    "ActivationNorms",
+    "CaptureReply",
+    "CaptureRequest",
+    "LayerLayout",
+    "LayerOutOfRangeError",
+    "ModelInfo",
+    "ModelLoadError",
+    "ModelSpec",
+    "ProjectReply",
+    "ProjectRequest",
+    "PromptInput",
+    "SteerReply",
+    "SteerRequest",
+    "SteerRow",
+    "SteeringTerm",
+    "UnknownArchitectureError",
+    "check_layer",
+    "component_module",
+    "load_model",
+    "num_layers",
+    "resolve_layout",
+]

@@ -1,0 +1,1 @@
+"""Judges: a common Judge interface with OpenAI-compatible, local-model and rule-based judges."""

@@ -1,0 +1,1 @@
+"""The toy model family: a synthetic chat language with a planted, steerable trait."""

@@ -1,0 +1,1 @@
+"""Vector extraction, diagnostics, BAI, correlation, transfer and weight-space analysis."""

@@ -1,0 +1,1 @@
+"""Config, run directory and Arrow store, the sweep pipeline, CLI, report and demo."""

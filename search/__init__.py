@@ -1,0 +1,1 @@
+"""Search space, priors and the Optuna ask/tell scheduler (not built yet)."""

@@ -1,0 +1,102 @@
+"""Shared fixtures: tiny real transformers models (Llama, Qwen2, Mistral) built from configs, and a local Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+WORDS = (
+    "the a cat dog sun rain day night is was very quite happy sad bright dark warm cold good bad "
+    "and but so then we you they it runs sleeps sings waits here there today tomorrow always never "
+    "small big old new green blue red tree river city road home light song story"
+).split()
+SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+ARCHITECTURES = ("llama", "qwen2", "mistral")
+
+
+def build_tiny_tokenizer(chat: bool = True):
+    """A word-level PreTrainedTokenizerFast over a 60-word vocabulary (round-trips any in-vocabulary text)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
+    )
+    tokenizer.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
+    if chat:
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model(architecture: str, vocab_size: int, seed: int = 0, num_layers: int = 4):
+    """A tiny randomly initialised causal LM of a real transformers class (float32, eval mode)."""
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    common = dict(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
+    )
+    classes = {
+        "llama": (LlamaConfig, LlamaForCausalLM),
+        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+        "mistral": (MistralConfig, MistralForCausalLM),
+    }
+    config_class, model_class = classes[architecture]
+    torch.manual_seed(seed)
+    model = model_class(config_class(**common))
+    return model.eval()
+
+
+def save_tiny_model(architecture: str, folder: Path, seed: int = 0, chat: bool = True) -> Path:
+    tokenizer = build_tiny_tokenizer(chat=chat)
+    model = build_tiny_model(architecture, vocab_size=len(tokenizer), seed=seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Saved tiny chat models, one per architecture: ``{"llama": path, "qwen2": path, "mistral": path}``."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return {arch: save_tiny_model(arch, root / arch, seed=i) for i, arch in enumerate(ARCHITECTURES)}
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model_dir(tmp_path_factory) -> Path:
+    """A tiny Llama with a tokenizer that has no chat template (a base model)."""
+    return save_tiny_model("llama", tmp_path_factory.mktemp("tiny_base") / "llama", seed=7, chat=False)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A real local Ray instance shared by the session's tests."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
