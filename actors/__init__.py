@@ -1,5 +1,6 @@
 """ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
 
+from .hooks import SteeringDeltas, capturing, steering
 from .layers import (
     KNOWN_LAYOUTS,
     LayerLayout,
@@ -27,6 +28,10 @@ from .messages import (
     SteerRequest,
     SteerRow,
 )
+from .model_actor import ModelActor
+from .model_worker import ModelWorker, VectorError
+from .positions import Position, PositionSyntaxError, parse_positions
+from .prompts import PromptError, encode_prompt, encode_response
 
 __all__ = [
     "COMPONENTS",
@@ -38,20 +43,32 @@ __all__ = [
     "CaptureRequest",
     "LayerLayout",
     "LayerOutOfRangeError",
+    "ModelActor",
     "ModelInfo",
     "ModelLoadError",
     "ModelSpec",
+    "ModelWorker",
+    "Position",
+    "PositionSyntaxError",
     "ProjectReply",
     "ProjectRequest",
+    "PromptError",
     "PromptInput",
     "SteerReply",
     "SteerRequest",
     "SteerRow",
+    "SteeringDeltas",
     "SteeringTerm",
     "UnknownArchitectureError",
+    "VectorError",
+    "capturing",
     "check_layer",
     "component_module",
+    "encode_prompt",
+    "encode_response",
     "load_model",
     "num_layers",
+    "parse_positions",
     "resolve_layout",
+    "steering",
 ]

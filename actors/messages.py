@@ -151,9 +151,11 @@ class CaptureReply:
     """
 
     activations: dict[ActivationKey, np.ndarray | tuple[np.ndarray, ...]]
+    """Values as described above."""
     prompt_token_ids: tuple[tuple[int, ...], ...]
     response_token_ids: tuple[tuple[int, ...], ...]
     responses: tuple[str, ...]
+    """Response texts (special tokens other than EOS kept, so that replaying a text gives the same tokens)."""
     seconds: float = 0.0
 
     def get(self, layer: int, component: str, position: str) -> np.ndarray | tuple[np.ndarray, ...]:
