@@ -1,1 +1,77 @@
-"""Judges: a common Judge interface with OpenAI-compatible, local-model and rule-based judges."""
+"""Judges: a common Judge interface with OpenAI-compatible, local-model and rule-based judges.
+
+Every judge returns, per (question, response), a ``trait_score`` and a ``coherence`` in [0, 100] (None where the
+judge gave no number), through a content-addressed cache in ``RUN_DIR/data/judgments/``.
+"""
+
+from ._base import (
+    Judge,
+    JudgeConfigError,
+    JudgeCounters,
+    JudgeError,
+    JudgeItem,
+    JudgeLogprobsUnavailableError,
+    JudgePrompt,
+    JudgeResult,
+    JudgeUnavailableError,
+    Judgment,
+    TraitDefinition,
+)
+from ._cache import JUDGMENT_SCHEMA, JUDGMENTS_SUBDIR, CachedJudgment, JudgeCache, JudgeCacheError, judgment_key
+from ._config import JudgeConfig, build_judge
+from ._local import LocalJudge, LocalJudgeWorker, local_judge_actor
+from ._openai import PROBE_PROMPT, OpenAIJudge, parse_retry_after
+from ._rule import RuleJudge, Scorer
+from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass, parse_score_token
+from ._templates import (
+    METRIC_COHERENCE,
+    METRIC_TRAIT,
+    METRICS,
+    JudgeTemplate,
+    JudgeTemplateError,
+    JudgeTemplates,
+    default_template,
+    load_template,
+)
+
+__all__ = [
+    "DEFAULT_MIN_MASS",
+    "JUDGMENTS_SUBDIR",
+    "JUDGMENT_SCHEMA",
+    "METRICS",
+    "METRIC_COHERENCE",
+    "METRIC_TRAIT",
+    "PROBE_PROMPT",
+    "CachedJudgment",
+    "Judge",
+    "JudgeCache",
+    "JudgeCacheError",
+    "JudgeConfig",
+    "JudgeConfigError",
+    "JudgeCounters",
+    "JudgeError",
+    "JudgeItem",
+    "JudgeLogprobsUnavailableError",
+    "JudgePrompt",
+    "JudgeResult",
+    "JudgeTemplate",
+    "JudgeTemplateError",
+    "JudgeTemplates",
+    "JudgeUnavailableError",
+    "Judgment",
+    "LocalJudge",
+    "LocalJudgeWorker",
+    "OpenAIJudge",
+    "RuleJudge",
+    "Scorer",
+    "TraitDefinition",
+    "aggregate_logprob_score",
+    "build_judge",
+    "default_template",
+    "integer_probability_mass",
+    "judgment_key",
+    "load_template",
+    "local_judge_actor",
+    "parse_retry_after",
+    "parse_score_token",
+]

@@ -1,0 +1,411 @@
+"""The Judge interface: items + trait in, trait_score and coherence (0-100 or None) out, cached, with counters."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ._cache import CachedJudgment, JudgeCache, judgment_key
+from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
+from ._templates import METRIC_COHERENCE, METRIC_TRAIT, METRICS, JudgeTemplates
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class JudgeError(RuntimeError):
+    """Base class of the judges' errors."""
+
+
+class JudgeConfigError(JudgeError, ValueError):
+    """The judge is configured in a way that cannot work (missing key, bad value); the message names the fix."""
+
+
+class JudgeLogprobsUnavailableError(JudgeError):
+    """The judge model answers but returns no logprobs, so no logprob score can be computed (found at start-up)."""
+
+
+class JudgeUnavailableError(JudgeError):
+    """The judge endpoint failed too often in a row; the sweep pauses this judge instead of writing failed scores.
+
+    Everything judged before the error is already flushed to the judge cache, so a resumed run asks only for
+    the judgments that are still missing.
+    """
+
+    def __init__(
+        self, message: str, *, endpoint: str, last_error: str, judged: int, reason: str = "", check: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.last_error = last_error
+        self.judged = judged
+        self.reason = reason
+        self.check = check
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One (question, response) pair to judge."""
+
+    question: str
+    response: str
+
+
+@dataclass(frozen=True)
+class TraitDefinition:
+    """The trait the ``trait`` metric measures: its name and the definition text that fills the template.
+
+    Example:
+        >>> TraitDefinition("optimism", "Expecting good outcomes and focusing on positives.").name
+        'optimism'
+    """
+
+    name: str
+    definition: str
+
+    @classmethod
+    def from_file(cls, name: str, path: str | Path) -> TraitDefinition:
+        """Read the definition from a trait's ``definition.txt``."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise JudgeConfigError(
+                f"trait {name!r}: definition file {path} cannot be read ({error.strerror}); fix the path"
+            ) from error
+        if not text.strip():
+            raise JudgeConfigError(f"trait {name!r}: definition file {path} is empty; write what the trait means")
+        return cls(name=name, definition=text.strip())
+
+    @property
+    def metric_id(self) -> str:
+        """The cache's metric field for this trait: name plus a hash of the definition (editing it re-judges)."""
+        digest = hashlib.sha256(self.definition.strip().encode("utf-8")).hexdigest()[:12]
+        return f"{METRIC_TRAIT}:{self.name}:{digest}"
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """The judge's verdict on one item: scores in [0, 100], None where the judge gave no number (or not asked).
+
+    ``trait_mass`` / ``coherence_mass`` are the probability the judge put on integer tokens (logprob judges).
+    """
+
+    trait_score: float | None
+    coherence: float | None
+    trait_mass: float | None = None
+    coherence_mass: float | None = None
+
+
+@dataclass
+class JudgeCounters:
+    """Work done by a judge: HTTP/model requests, retries, cache hits, None scores and token usage."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+    judgments: int = 0
+    none_scores: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def copy(self) -> JudgeCounters:
+        return JudgeCounters(**self.as_dict())
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __sub__(self, other: JudgeCounters) -> JudgeCounters:
+        return JudgeCounters(**{name: value - getattr(other, name) for name, value in self.as_dict().items()})
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """The judgments of one call, in the order of the items, and the counters of that call alone."""
+
+    judgments: tuple[Judgment, ...]
+    counters: JudgeCounters
+
+    @property
+    def trait_scores(self) -> list[float | None]:
+        return [judgment.trait_score for judgment in self.judgments]
+
+    @property
+    def coherence_scores(self) -> list[float | None]:
+        return [judgment.coherence for judgment in self.judgments]
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """One unit of judge work (one item x one metric) handed to a judge implementation."""
+
+    key: str
+    metric: str
+    metric_id: str
+    template_version: str
+    question: str
+    response: str
+    messages: tuple[dict[str, str], ...]
+
+
+ResultCallback = Callable[[JudgePrompt, CachedJudgment], None]
+
+
+def _as_item(item: JudgeItem | tuple[str, str] | Sequence[str], index: int) -> JudgeItem:
+    if isinstance(item, JudgeItem):
+        return item
+    if isinstance(item, tuple | list) and len(item) == 2 and all(isinstance(part, str) for part in item):
+        return JudgeItem(question=item[0], response=item[1])
+    raise TypeError(f"items[{index}]: expected JudgeItem or a (question, response) pair of str, got {item!r}")
+
+
+class Judge(ABC):
+    """Scores responses for a trait and for coherence, 0-100, through a content-addressed cache.
+
+    Subclasses implement :meth:`_judge_prompts` (and optionally :meth:`_start`, a one-time probe). The base
+    class renders the templates, looks every (item, metric) up in the cache, sends only the misses (once each,
+    even when an item repeats), stores each result in the cache the moment it arrives and flushes the cache
+    before returning or raising, so nothing judged is ever lost.
+
+    Example:
+        >>> judge = RuleJudge(lambda question, response: (90.0, 75.0))  # doctest: +SKIP
+        >>> judge.judge([("How is the day?", "A bright happy day!")], TraitDefinition("optimism", "...")).judgments
+        (Judgment(trait_score=90.0, coherence=75.0, ...),)  # doctest: +SKIP
+    """
+
+    #: identifies the judge model in cache keys (the model id, or the rule scorer's qualified name)
+    judge_id: str
+    #: where requests go, for error messages
+    endpoint: str = "(in process)"
+
+    def __init__(
+        self,
+        *,
+        cache: JudgeCache | None = None,
+        templates: JudgeTemplates | None = None,
+        min_mass: float = DEFAULT_MIN_MASS,
+    ) -> None:
+        if not 0.0 <= min_mass <= 1.0:
+            raise JudgeConfigError(f"min_mass: {min_mass} is not a probability; use a value in [0, 1] (default 0.25)")
+        self.cache = cache if cache is not None else JudgeCache(None)
+        self.templates = templates if templates is not None else JudgeTemplates.default()
+        self.min_mass = min_mass
+        self.counters = JudgeCounters()
+        self._started = False
+        self._start_lock: asyncio.Lock | None = None
+        self._start_lock_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_loop: asyncio.AbstractEventLoop | None = None
+        self._sync_thread: threading.Thread | None = None
+
+    # -- to implement --------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
+        """Judge every prompt, calling ``on_result(prompt, judgment)`` as each one finishes (in any order)."""
+
+    async def _start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """One-time check before the first real request (e.g. that the model returns logprobs)."""
+
+    async def _aclose(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections; the judge may be used again afterwards."""
+
+    # -- public API ----------------------------------------------------------------------------------------
+
+    def score_of(self, judgment: CachedJudgment) -> float | None:
+        """The score of a stored judgment; logprob judgments are re-aggregated with this judge's ``min_mass``."""
+        if judgment.top_logprobs:
+            return aggregate_logprob_score(judgment.top_logprobs, min_mass=self.min_mass)
+        return judgment.score
+
+    def make_prompts(
+        self, items: Iterable[JudgeItem | tuple[str, str]], trait: TraitDefinition | None, metrics: Sequence[str]
+    ) -> list[list[JudgePrompt]]:
+        """The prompts (with cache keys) for every item and metric: ``result[item_index][metric_index]``."""
+        for metric in metrics:
+            if metric not in METRICS:
+                raise JudgeConfigError(f"metrics: {metric!r} is not a judge metric; use {', '.join(METRICS)}")
+        if METRIC_TRAIT in metrics and trait is None:
+            raise JudgeConfigError("trait: the trait metric needs a TraitDefinition(name, definition)")
+        table = []
+        for index, raw in enumerate(items):
+            item = _as_item(raw, index)
+            row = []
+            for metric in metrics:
+                template = self.templates.for_metric(metric)
+                is_trait = metric == METRIC_TRAIT
+                metric_id = trait.metric_id if is_trait and trait is not None else METRIC_COHERENCE
+                text = template.render(
+                    question=item.question,
+                    response=item.response,
+                    trait=trait.name if is_trait and trait is not None else "",
+                    definition=trait.definition if is_trait and trait is not None else "",
+                )
+                key = judgment_key(self.judge_id, template.version, metric_id, item.question, item.response)
+                row.append(
+                    JudgePrompt(
+                        key=key, metric=metric, metric_id=metric_id, template_version=template.version,
+                        question=item.question, response=item.response,
+                        messages=({"role": "user", "content": text},),
+                    )
+                )
+            table.append(row)
+        return table
+
+    async def ajudge(
+        self,
+        items: Sequence[JudgeItem | tuple[str, str]],
+        trait: TraitDefinition | None = None,
+        metrics: Sequence[str] = METRICS,
+    ) -> JudgeResult:
+        """Judge ``items`` for ``trait`` and coherence; asks the backend only for what the cache does not hold.
+
+        Raises:
+            JudgeUnavailableError: the backend failed too often; finished judgments are already in the cache.
+            JudgeLogprobsUnavailableError: the start-up probe found a model that returns no logprobs.
+        """
+        metrics = tuple(metrics)
+        before = self.counters.copy()
+        table = self.make_prompts(items, trait, metrics)
+        found: dict[str, CachedJudgment] = {}
+        missing: dict[str, JudgePrompt] = {}
+        for row in table:
+            for prompt in row:
+                if prompt.key in found or prompt.key in missing:
+                    continue
+                cached = self.cache.get(prompt.key)
+                if cached is None:
+                    missing[prompt.key] = prompt
+                else:
+                    found[prompt.key] = cached
+                    self.counters.cache_hits += 1
+
+        def on_result(prompt: JudgePrompt, judgment: CachedJudgment) -> None:
+            found[prompt.key] = judgment
+            self.counters.judgments += 1
+            self.counters.prompt_tokens += judgment.prompt_tokens
+            self.counters.completion_tokens += judgment.completion_tokens
+            self.cache.put(
+                prompt.key, judgment, judge=self.judge_id, template_version=prompt.template_version,
+                metric=prompt.metric_id,
+            )
+
+        if missing:
+            try:
+                await self._ensure_started()
+                await self._judge_prompts(list(missing.values()), on_result)
+            except JudgeUnavailableError as error:
+                self.cache.flush()
+                # said again now that every request is over, so the counts are what the cache holds
+                judged = self.counters.judgments - before.judgments
+                raise self._unavailable(error.reason, error.last_error, error.check, judged=judged) from None
+            finally:
+                self.cache.flush()
+        judgments = []
+        for row in table:
+            values: dict[str, tuple[float | None, float | None]] = {}
+            for prompt in row:
+                stored = found[prompt.key]
+                score = self.score_of(stored)
+                if score is None:
+                    self.counters.none_scores += 1
+                mass = integer_probability_mass(stored.top_logprobs) if stored.top_logprobs else stored.integer_mass
+                values[prompt.metric] = (score, mass)
+            trait_score, trait_mass = values.get(METRIC_TRAIT, (None, None))
+            coherence, coherence_mass = values.get(METRIC_COHERENCE, (None, None))
+            judgments.append(Judgment(trait_score, coherence, trait_mass, coherence_mass))
+        return JudgeResult(judgments=tuple(judgments), counters=self.counters - before)
+
+    def judge(
+        self,
+        items: Sequence[JudgeItem | tuple[str, str]],
+        trait: TraitDefinition | None = None,
+        metrics: Sequence[str] = METRICS,
+    ) -> JudgeResult:
+        """Blocking form of :meth:`ajudge` (runs on the judge's own event loop thread; not inside a loop)."""
+        return self._run_sync(self.ajudge(items, trait, metrics))
+
+    async def astart(self) -> None:
+        """Run the start-up probe now (it otherwise runs before the first cache miss)."""
+        await self._ensure_started()
+
+    def start(self) -> None:
+        """Blocking form of :meth:`astart`."""
+        self._run_sync(self.astart())
+
+    async def aclose(self) -> None:
+        await self._aclose()
+
+    def close(self) -> None:
+        """Flush the cache, close connections and stop the judge's own event loop thread (if the sync API ran)."""
+        self.cache.flush()
+        if self._sync_loop is not None:
+            self._run_sync(self._aclose())
+            self._sync_loop.call_soon_threadsafe(self._sync_loop.stop)
+            assert self._sync_thread is not None
+            self._sync_thread.join(timeout=10)
+            self._sync_loop.close()
+            self._sync_loop = None
+            self._sync_thread = None
+
+    def __enter__(self) -> Judge:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    # -- helpers -------------------------------------------------------------------------------------------
+
+    async def _ensure_started(self) -> None:
+        if self._started:
+            return
+        loop = asyncio.get_running_loop()
+        if self._start_lock is None or self._start_lock_loop is not loop:
+            self._start_lock, self._start_lock_loop = asyncio.Lock(), loop
+        async with self._start_lock:
+            if not self._started:
+                await self._start()
+                self._started = True
+
+    def _run_sync(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coroutine.close()
+            raise RuntimeError(
+                "the blocking judge API was called inside a running event loop; use `await judge.ajudge(...)`"
+            )
+        if self._sync_loop is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name=f"judge-{self.judge_id}", daemon=True)
+            thread.start()
+            self._sync_loop, self._sync_thread = loop, thread
+        return asyncio.run_coroutine_threadsafe(coroutine, self._sync_loop).result()
+
+    def _unavailable(
+        self, reason: str, last_error: str, check: str, judged: int | None = None
+    ) -> JudgeUnavailableError:
+        """The one clear message for a judge that has to pause (``judged``: finished in this call)."""
+        judged = self.counters.judgments if judged is None else judged
+        if self.cache.folder is not None:
+            kept = f"are saved in the judge cache {self.cache.folder}"
+        else:
+            kept = "are kept in this judge's in-memory cache (no run directory)"
+        message = (
+            f"judge {self.judge_id!r} at {self.endpoint} is unavailable: {reason}; last error: {last_error}. "
+            f"Check {check}. The {judged} judgments finished before the pause {kept}, and no failed score was "
+            "written: resume the run to judge only what is missing."
+        )
+        return JudgeUnavailableError(
+            message, endpoint=self.endpoint, last_error=last_error, judged=judged, reason=reason, check=check
+        )

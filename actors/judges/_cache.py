@@ -1,0 +1,198 @@
+"""Content-addressed judge cache: one row per judgment, Parquet files in RUN_DIR/data/judgments/, loaded on start."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..arrow_io import read_parquet_dir, write_parquet_atomic
+
+logger = logging.getLogger(__name__)
+
+JUDGMENTS_SUBDIR = Path("data") / "judgments"
+
+JUDGMENT_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("judge", pa.string()),
+        ("template_version", pa.string()),
+        ("metric", pa.string()),
+        ("score", pa.float64()),
+        ("integer_mass", pa.float64()),
+        ("top_tokens", pa.list_(pa.string())),
+        ("top_logprobs", pa.list_(pa.float64())),
+        ("prompt_tokens", pa.int64()),
+        ("completion_tokens", pa.int64()),
+        ("created_at", pa.float64()),
+    ]
+)
+
+
+class JudgeCacheError(RuntimeError):
+    """The judge cache folder holds a file that cannot be read; the message names the folder and the fix."""
+
+
+@dataclass(frozen=True)
+class CachedJudgment:
+    """What one judgment left behind: the score and, for logprob judges, the distribution it came from.
+
+    Keeping ``top_logprobs`` lets a later run re-aggregate with another ``min_mass`` without paying again.
+    """
+
+    score: float | None
+    integer_mass: float | None = None
+    top_logprobs: tuple[tuple[str, float], ...] = ()
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def judgment_key(judge: str, template_version: str, metric: str, question: str, response: str) -> str:
+    """sha256 over (judge model id, template version, metric, question, response), hex.
+
+    The parts are JSON-encoded as one list, so no choice of separator can make two different tuples collide.
+
+    Example:
+        >>> len(judgment_key("gpt-4.1-mini", "coherence_v1-abc", "coherence", "Hi?", "Hello."))
+        64
+    """
+    payload = json.dumps([judge, template_version, metric, question, response], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    """Judgments by content key, kept in memory and flushed to Parquet (one atomic file per flushed batch).
+
+    Several judges (and several processes) may share one folder: every flush writes a new uniquely named file,
+    and loading concatenates them all.
+
+    Example:
+        >>> cache = JudgeCache(None)  # in memory only
+        >>> key = judgment_key("judge", "v1", "coherence", "Q", "A")
+        >>> cache.put(key, CachedJudgment(score=80.0), judge="judge", template_version="v1", metric="coherence")
+        >>> cache.get(key).score, cache.hits
+        (80.0, 1)
+
+    Args:
+        folder: where the Parquet files live (``RUN_DIR/data/judgments``); None keeps everything in memory.
+        flush_every: write a file once this many new judgments are pending (a flush also happens at the end of
+            every ``Judge.ajudge`` call and before a ``JudgeUnavailableError`` is raised).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None, flush_every: int = 256) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every: {flush_every} must be >= 1")
+        self.folder = Path(folder) if folder is not None else None
+        self.flush_every = flush_every
+        self.hits = 0
+        self.misses = 0
+        self.files_written = 0
+        self._entries: dict[str, CachedJudgment] = {}
+        self._pending: list[dict] = []
+        self._lock = threading.Lock()
+        if self.folder is not None:
+            self._load()
+
+    @classmethod
+    def for_run_dir(cls, run_dir: str | os.PathLike[str], flush_every: int = 256) -> JudgeCache:
+        """The cache of one run directory: ``RUN_DIR/data/judgments/``."""
+        return cls(Path(run_dir) / JUDGMENTS_SUBDIR, flush_every=flush_every)
+
+    def _load(self) -> None:
+        assert self.folder is not None
+        try:
+            table = read_parquet_dir(self.folder)
+        except (pa.ArrowInvalid, OSError) as error:
+            raise JudgeCacheError(
+                f"judge cache {self.folder}: a Parquet file cannot be read ({error}); move the broken file out of "
+                "the folder (only the judgments in it are lost) and resume"
+            ) from error
+        if table is None:
+            return
+        rows = table.to_pylist()
+        for row in rows:
+            tokens = row.get("top_tokens") or []
+            logprobs = row.get("top_logprobs") or []
+            self._entries.setdefault(
+                row["key"],
+                CachedJudgment(
+                    score=row["score"],
+                    integer_mass=row.get("integer_mass"),
+                    top_logprobs=tuple(zip(tokens, logprobs, strict=True)),
+                    prompt_tokens=row.get("prompt_tokens") or 0,
+                    completion_tokens=row.get("completion_tokens") or 0,
+                ),
+            )
+        logger.info("judge cache %s: loaded %d judgments", self.folder, len(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    @property
+    def pending(self) -> int:
+        """Judgments held in memory that are not yet on disk."""
+        return len(self._pending)
+
+    def get(self, key: str) -> CachedJudgment | None:
+        """The cached judgment for ``key`` (counted as a hit), or None (counted as a miss)."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return entry
+
+    def put(self, key: str, judgment: CachedJudgment, *, judge: str, template_version: str, metric: str) -> None:
+        """Remember one judgment; writes a Parquet file when ``flush_every`` judgments are pending."""
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = judgment
+            if self.folder is None:
+                return
+            self._pending.append(
+                {
+                    "key": key,
+                    "judge": judge,
+                    "template_version": template_version,
+                    "metric": metric,
+                    "score": judgment.score,
+                    "integer_mass": judgment.integer_mass,
+                    "top_tokens": [token for token, _ in judgment.top_logprobs],
+                    "top_logprobs": [logprob for _, logprob in judgment.top_logprobs],
+                    "prompt_tokens": judgment.prompt_tokens,
+                    "completion_tokens": judgment.completion_tokens,
+                    "created_at": time.time(),
+                }
+            )
+            should_flush = len(self._pending) >= self.flush_every
+        if should_flush:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        """Write the pending judgments as one new Parquet file (atomic); returns its path, or None if none."""
+        with self._lock:
+            if self.folder is None or not self._pending:
+                return None
+            rows, self._pending = self._pending, []
+            path = self.folder / f"judgments-{time.time_ns()}-{uuid.uuid4().hex[:8]}.parquet"
+            try:
+                write_parquet_atomic(pa.Table.from_pylist(rows, schema=JUDGMENT_SCHEMA), path)
+            except BaseException:
+                self._pending = rows + self._pending
+                raise
+            self.files_written += 1
+        logger.debug("judge cache: wrote %d judgments to %s", len(rows), path)
+        return path

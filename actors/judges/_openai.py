@@ -1,0 +1,348 @@
+"""The logprob judge over any OpenAI-compatible chat completions endpoint (OpenAI, vLLM, SGLang, llama.cpp ...)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+
+from ._base import (
+    Judge,
+    JudgeConfigError,
+    JudgeLogprobsUnavailableError,
+    JudgePrompt,
+    JudgeUnavailableError,
+    ResultCallback,
+)
+from ._cache import CachedJudgment, JudgeCache
+from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
+from ._templates import JudgeTemplates
+
+logger = logging.getLogger(__name__)
+
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+PROBE_PROMPT = "On a scale from 0 to 100, how warm is a sunny summer afternoon? Reply with one integer only."
+"""The start-up probe's question: any answer will do, what is checked is that logprobs come back."""
+
+_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+_STATUS_HINTS = {
+    400: "that the endpoint accepts chat completions with max_tokens=1, logprobs=true and top_logprobs (vLLM: "
+    "--max-logprobs must be >= top_logprobs) and that the prompt fits the model's context",
+    401: "the API key (judge.api_key in the config or the OPENAI_API_KEY environment variable)",
+    403: "that the API key may use this model",
+    404: "the model name (judge.model) and the base_url (it usually ends in /v1)",
+    422: "that the endpoint accepts logprobs=true and top_logprobs for chat completions",
+}
+
+
+class _Pause:
+    """Shared by the requests of one call: once one request pauses the judge, no request starts another attempt.
+
+    Requests already on the wire are left to finish (and their judgments kept); requests waiting to retry stop.
+    """
+
+    def __init__(self) -> None:
+        self.error: JudgeUnavailableError | None = None
+        self.event = asyncio.Event()
+
+    def set(self, error: JudgeUnavailableError) -> JudgeUnavailableError:
+        if self.error is None:
+            self.error = error
+            self.event.set()
+        return error
+
+    async def sleep(self, delay_s: float) -> None:
+        """Sleep ``delay_s``, or less if the judge pauses meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.event.wait(), timeout=delay_s)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    retryable: bool
+    description: str
+    retry_after_s: float | None = None
+    check: str = ""
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
+    if headers is None:
+        return None
+    milliseconds = headers.get("retry-after-ms")
+    if milliseconds:
+        try:
+            return max(0.0, float(milliseconds) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _classify(error: Exception, timeout_s: float) -> _Failure:
+    if isinstance(error, openai.APITimeoutError):
+        return _Failure(True, f"request timed out after {timeout_s:g} s")
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ or error
+        return _Failure(True, f"connection error ({type(cause).__name__}: {cause})")
+    if isinstance(error, openai.APIStatusError):
+        status = error.status_code
+        description = f"HTTP {status}: {str(error.message)[:300]}"
+        retry_after = parse_retry_after(error.response.headers if error.response is not None else None)
+        if status in _RETRYABLE_STATUS or status >= 500:
+            return _Failure(True, description, retry_after)
+        return _Failure(False, description, None, _STATUS_HINTS.get(status, "the request the endpoint rejected"))
+    raise error
+
+
+def _resolve_endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str]:
+    endpoint = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
+    key = api_key or os.environ.get("OPENAI_API_KEY")
+    if not key:
+        if endpoint.rstrip("/") == OPENAI_DEFAULT_BASE_URL:
+            raise JudgeConfigError(
+                "judge: no API key for the OpenAI API; set the OPENAI_API_KEY environment variable or judge.api_key "
+                "(or point judge.base_url / OPENAI_BASE_URL at an OpenAI-compatible server)"
+            )
+        key = "no-key"  # self-hosted servers (vLLM, llama.cpp) usually accept any key
+    return endpoint, key
+
+
+class OpenAIJudge(Judge):
+    """Logprob judge over an OpenAI-compatible endpoint: one 1-token completion per (item, metric).
+
+    Each request asks for ``max_tokens=1, temperature=0, logprobs=True, top_logprobs=20``; the score is the
+    probability-weighted mean of the integer tokens 0-100 among the top logprobs (``aggregate_logprob_score``).
+    The client's own retries are off: this class bounds the requests in flight, retries 429 / 5xx / timeouts /
+    connection errors with exponential backoff and jitter (at least as long as Retry-After asks), and raises
+    ``JudgeUnavailableError`` once one request failed ``max_consecutive_failures`` times in a row with no
+    success anywhere in between (or ``max_attempts`` times in all).
+
+    Example:
+        >>> judge = OpenAIJudge("gpt-4.1-mini", cache=JudgeCache.for_run_dir("runs/r1"))  # doctest: +SKIP
+        >>> judge.judge([("How was your day?", "Wonderful!")], TraitDefinition("optimism", "...")).judgments
+        (Judgment(trait_score=87.4, coherence=91.2, ...),)  # doctest: +SKIP
+
+    Args:
+        model: the judge model id as the endpoint names it (also the cache's judge id).
+        base_url: the endpoint (``http://host:8000/v1``); default ``OPENAI_BASE_URL`` or the OpenAI API.
+        api_key: default ``OPENAI_API_KEY``; self-hosted endpoints may need none.
+        max_in_flight: requests open at once.
+        request_timeout_s: per-request timeout (a hanging request is abandoned and retried).
+        max_consecutive_failures: failed attempts in a row, with no success anywhere meanwhile, that pause the judge.
+        max_attempts: attempts for one request in all (even while other requests succeed) before pausing.
+        backoff_initial_s, backoff_max_s: exponential backoff bounds; the delay is drawn in [d/2, d] (jitter).
+        max_retry_after_s: cap on how long a Retry-After header may make one request wait.
+        top_logprobs: how many next-token alternatives to ask for (OpenAI allows up to 20).
+        probe: send one probe request before the first real one to fail fast on a model without logprobs.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        cache: JudgeCache | None = None,
+        templates: JudgeTemplates | None = None,
+        min_mass: float = DEFAULT_MIN_MASS,
+        top_logprobs: int = 20,
+        max_in_flight: int = 32,
+        request_timeout_s: float = 60.0,
+        max_consecutive_failures: int = 8,
+        max_attempts: int = 30,
+        backoff_initial_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+        max_retry_after_s: float = 120.0,
+        probe: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(cache=cache, templates=templates, min_mass=min_mass)
+        checks = {
+            "max_in_flight": (max_in_flight, max_in_flight >= 1, ">= 1"),
+            "top_logprobs": (top_logprobs, 1 <= top_logprobs <= 20, "in 1..20"),
+            "request_timeout_s": (request_timeout_s, request_timeout_s > 0, "> 0"),
+            "max_consecutive_failures": (max_consecutive_failures, max_consecutive_failures >= 1, ">= 1"),
+            "max_attempts": (max_attempts, max_attempts >= 1, ">= 1"),
+            "backoff_initial_s": (backoff_initial_s, backoff_initial_s >= 0, ">= 0"),
+            "backoff_max_s": (backoff_max_s, backoff_max_s >= backoff_initial_s, ">= backoff_initial_s"),
+            "max_retry_after_s": (max_retry_after_s, max_retry_after_s >= 0, ">= 0"),
+        }
+        for name, (value, ok, rule) in checks.items():
+            if not ok:
+                raise JudgeConfigError(f"judge.{name}: {value!r} is out of range; it must be {rule}")
+        self.model = model
+        self.judge_id = model
+        self.endpoint, self._api_key = _resolve_endpoint(base_url, api_key)
+        self.top_logprobs = top_logprobs
+        self.max_in_flight = max_in_flight
+        self.request_timeout_s = request_timeout_s
+        self.max_consecutive_failures = max_consecutive_failures
+        self.max_attempts = max_attempts
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.max_retry_after_s = max_retry_after_s
+        self.probe = probe
+        self._random = random.Random(seed)
+        self._successes = 0
+        self._client: openai.AsyncOpenAI | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- connection per event loop -------------------------------------------------------------------------
+
+    def _bind_loop(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
+        """Client and semaphore belong to one event loop; a call from another loop gets fresh ones."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._client is None or self._semaphore is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.endpoint, api_key=self._api_key, max_retries=0, timeout=self.request_timeout_s
+            )
+            self._semaphore = asyncio.Semaphore(self.max_in_flight)
+            self._loop = loop
+        return self._client, self._semaphore
+
+    async def _aclose(self) -> None:
+        if self._client is not None and self._loop is asyncio.get_running_loop():
+            await self._client.close()
+        self._client, self._semaphore, self._loop = None, None, None
+
+    # -- requests -------------------------------------------------------------------------------------------
+
+    def _backoff_s(self, streak: int) -> float:
+        ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (streak - 1))
+        return self._random.uniform(ceiling / 2, ceiling)
+
+    async def _complete(self, messages: Sequence[dict[str, str]], pause: _Pause) -> Any:
+        """One chat completion with retries; raises JudgeUnavailableError when the endpoint keeps failing."""
+        client, semaphore = self._bind_loop()
+        attempt = 0
+        streak = 0
+        successes_seen = self._successes
+        while True:
+            attempt += 1
+            async with semaphore:
+                if pause.error is not None:
+                    raise pause.error
+                self.counters.requests += 1
+                if attempt > 1:
+                    self.counters.retries += 1
+                try:
+                    response = await client.chat.completions.create(
+                        model=self.model, messages=list(messages), max_tokens=1, temperature=0,
+                        logprobs=True, top_logprobs=self.top_logprobs, timeout=self.request_timeout_s,
+                    )
+                except (openai.APIConnectionError, openai.APIStatusError) as error:
+                    failure = _classify(error, self.request_timeout_s)
+                else:
+                    self._successes += 1
+                    return response
+            self.counters.failures += 1
+            if pause.error is not None:
+                raise pause.error
+            if not failure.retryable:
+                error = self._unavailable("the endpoint rejected a request", failure.description, failure.check)
+                raise pause.set(error)
+            if self._successes != successes_seen:
+                streak, successes_seen = 0, self._successes
+            streak += 1
+            if streak >= self.max_consecutive_failures or attempt >= self.max_attempts:
+                reason = (
+                    f"{streak} consecutive failed attempts with no success in between"
+                    if streak >= self.max_consecutive_failures
+                    else f"one request failed {attempt} times"
+                )
+                check = (
+                    f"that the server at {self.endpoint} is running and reachable, that it serves the model "
+                    f"{self.model!r}, the API key, and its rate limits (lower judge.max_in_flight if it keeps "
+                    "answering 429)"
+                )
+                raise pause.set(self._unavailable(reason, failure.description, check))
+            delay = self._backoff_s(streak)
+            if failure.retry_after_s is not None:
+                delay = max(delay, min(failure.retry_after_s, self.max_retry_after_s))
+            logger.debug("judge %s: %s; retry %d in %.2f s", self.model, failure.description, attempt, delay)
+            await pause.sleep(delay)
+
+    @staticmethod
+    def _top_logprobs(response: Any) -> list[tuple[str, float]] | None:
+        choices = getattr(response, "choices", None) or []
+        logprobs = getattr(choices[0], "logprobs", None) if choices else None
+        content = getattr(logprobs, "content", None) if logprobs is not None else None
+        if not content:
+            return None
+        top = content[0].top_logprobs or []
+        pairs = [(entry.token, float(entry.logprob)) for entry in top if math.isfinite(entry.logprob)]
+        return pairs or None
+
+    async def _start(self) -> None:
+        if not self.probe:
+            return
+        response = await self._complete(({"role": "user", "content": PROBE_PROMPT},), _Pause())
+        top = self._top_logprobs(response)
+        if top is None:
+            raise JudgeLogprobsUnavailableError(
+                f"judge model {self.model!r} at {self.endpoint} returned no logprobs for the start-up probe request, "
+                "so no logprob score can be computed. Use a model and server that return logprobs for chat "
+                "completions: OpenAI non-reasoning models (e.g. gpt-4.1-mini; o-series/gpt-5 reasoning models "
+                "return none), vLLM/SGLang with --max-logprobs >= "
+                f"{self.top_logprobs}, llama.cpp server with n_probs; or choose judge.kind: local"
+            )
+        if len(top) < self.top_logprobs:
+            logger.warning(
+                "judge %s: asked for %d top logprobs, the probe got %d", self.model, self.top_logprobs, len(top)
+            )
+
+    async def _judge_one(self, prompt: JudgePrompt, on_result: ResultCallback, pause: _Pause) -> None:
+        response = await self._complete(prompt.messages, pause)
+        top = self._top_logprobs(response)
+        if top is None:
+            raise pause.set(self._unavailable(
+                "a response came back without logprobs (the start-up probe had them)",
+                f"no logprobs in the answer to a {prompt.metric} prompt",
+                f"the server's logprobs settings and that {self.model!r} still serves logprobs",
+            ))
+        usage = getattr(response, "usage", None)
+        on_result(
+            prompt,
+            CachedJudgment(
+                score=aggregate_logprob_score(top, min_mass=self.min_mass),
+                integer_mass=integer_probability_mass(top),
+                top_logprobs=tuple(top),
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            ),
+        )
+
+    async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
+        pause = _Pause()
+        tasks = [asyncio.create_task(self._judge_one(prompt, on_result, pause)) for prompt in prompts]
+        # no cancelling on a pause: answers already on the wire are awaited and kept, the rest stop by themselves
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        if pause.error is not None:
+            raise pause.error
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
