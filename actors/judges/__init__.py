@@ -17,7 +17,15 @@ from ._base import (
     Judgment,
     TraitDefinition,
 )
-from ._cache import JUDGMENT_SCHEMA, JUDGMENTS_SUBDIR, CachedJudgment, JudgeCache, JudgeCacheError, judgment_key
+from ._cache import (
+    JUDGMENT_SCHEMA,
+    JUDGMENTS_SUBDIR,
+    CachedJudgment,
+    JudgeCache,
+    JudgeCacheError,
+    judgment_key,
+    read_judgments,
+)
 from ._config import JudgeConfig, build_judge
 from ._local import LocalJudge, LocalJudgeWorker, local_judge_actor
 from ._openai import PROBE_PROMPT, OpenAIJudge, parse_retry_after
@@ -74,4 +82,5 @@ __all__ = [
     "local_judge_actor",
     "parse_retry_after",
     "parse_score_token",
+    "read_judgments",
 ]

@@ -196,3 +196,9 @@ class JudgeCache:
             self.files_written += 1
         logger.debug("judge cache: wrote %d judgments to %s", len(rows), path)
         return path
+
+
+def read_judgments(run_dir: str | os.PathLike[str]) -> pa.Table:
+    """Every judgment stored under ``RUN_DIR/data/judgments`` as one table (empty, with the schema, if none)."""
+    table = read_parquet_dir(Path(run_dir) / JUDGMENTS_SUBDIR)
+    return table if table is not None else JUDGMENT_SCHEMA.empty_table()
