@@ -14,12 +14,20 @@ Scorer = Callable[[str, str], tuple[float, float]]
 """``scorer(question, response) -> (trait_score, coherence)``, both in [0, 100]."""
 
 DEFAULT_SCORER = "steersweep.actors.toy:score_response"
+# where the toy family defines it, should the package not re-export it
+_DEFAULT_SCORER_FALLBACK = "steersweep.actors.toy.judge:score_response"
 
 
 def _import_scorer(reference: str) -> Scorer:
     module_name, _, attribute = reference.partition(":")
     try:
-        scorer = getattr(importlib.import_module(module_name), attribute)
+        try:
+            scorer = getattr(importlib.import_module(module_name), attribute)
+        except AttributeError:
+            if reference != DEFAULT_SCORER:
+                raise
+            module_name, _, attribute = _DEFAULT_SCORER_FALLBACK.partition(":")
+            scorer = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError) as error:
         raise JudgeConfigError(
             f"rule judge: cannot import the scorer {reference!r} ({error}); give a function "
