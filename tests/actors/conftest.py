@@ -9,4 +9,4 @@ from steersweep.actors import ModelSpec, ModelWorker
 
 @pytest.fixture(scope="session")
 def workers(tiny_model_dirs) -> dict[str, ModelWorker]:
-    return {arch: ModelWorker(ModelSpec(str(path))) for arch, path in tiny_model_dirs.items()}
+    return {arch: ModelWorker(ModelSpec(str(path), device="cpu")) for arch, path in tiny_model_dirs.items()}
