@@ -1,5 +1,6 @@
 """Vector extraction, diagnostics, BAI, correlation, transfer and weight-space analysis."""
 
+from .activation_set import ActivationSet, stack_layers
 from .diagnostics import LabelPolarity, LayerDiagnostics, cohens_d, diagnose, diagnose_layer, label_polarity
 from .extraction import (
     METHODS,
@@ -37,6 +38,7 @@ from .trait_vector import TraitVector
 __all__ = [
     "METHODS",
     "POLARITIES",
+    "ActivationSet",
     "CosineFilterResult",
     "ExtractionMethod",
     "ExtractionResult",
@@ -69,4 +71,5 @@ __all__ = [
     "orient",
     "pca_denoise",
     "probe",
+    "stack_layers",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -211,17 +212,19 @@ def assign_splits(dataset: TraitDataset, test_fraction: float = 0.2, seed: int =
     """``{scenario_id: "train" | "test"}``: the scenario's own ``split`` tag when every scenario has one of
     ``train``/``test``/``val`` (``val`` counts as test), else a seeded random held-out share per polarity.
 
-    Rollouts of one scenario always share its split, so held-out numbers never see a training prompt.
+    Rollouts of one scenario always share its split, so held-out numbers never see a training prompt; a scenario
+    keeps its split in :meth:`TraitDataset.swapped`.
     """
     tags = [s.split for s in dataset.scenarios]
     if all(tag in ("train", "test", "val") for tag in tags):
         return {s.scenario_id: "train" if s.split == "train" else "test" for s in dataset.scenarios}
     if not 0 <= test_fraction < 1:
         raise ValueError(f"test_fraction: {test_fraction} must be in [0, 1)")
-    rng = np.random.default_rng(seed)
     out: dict[str, str] = {}
     for scenarios in (dataset.positive, dataset.negative):
-        order = rng.permutation(len(scenarios))
+        # seeded by the class's own scenario ids, so a scenario keeps its split when the classes are swapped
+        ids_digest = zlib.crc32("\n".join(s.scenario_id for s in scenarios).encode("utf-8"))
+        order = np.random.default_rng([seed, ids_digest]).permutation(len(scenarios))
         n_test = round(test_fraction * len(scenarios))
         if test_fraction > 0 and len(scenarios) >= 2:
             n_test = min(max(n_test, 1), len(scenarios) - 1)

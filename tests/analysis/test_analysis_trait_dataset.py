@@ -116,3 +116,12 @@ def test_missing_or_mixed_files_are_clear_errors(tmp_path):
         load_trait_dataset(_write(tmp_path / "e", _base_files(**{
             "positive.jsonl": '{"prompt": "x", "id": "a"}\n{"prompt": "y", "id": "a"}\n',
             "negative.jsonl": '{"prompt": "z", "id": "a"}\n'})))
+
+
+def test_a_scenario_keeps_its_split_when_the_classes_are_swapped(tmp_path):
+    root = _write(tmp_path / "nat", _base_files(**{
+        "positive.txt": "".join(f"p {i}\n" for i in range(10)),
+        "negative.txt": "".join(f"n {i}\n" for i in range(7)),
+    }))
+    dataset = load_trait_dataset(root)
+    assert assign_splits(dataset, seed=1) == assign_splits(dataset.swapped(), seed=1)
