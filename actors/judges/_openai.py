@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import math
 import os
@@ -250,12 +251,25 @@ class OpenAIJudge(Judge):
                 if attempt > 1:
                     self.counters.retries += 1
                 try:
-                    response = await client.chat.completions.create(
-                        model=self.model, messages=list(messages), max_tokens=1, temperature=0,
-                        logprobs=True, top_logprobs=self.top_logprobs, timeout=self.request_timeout_s,
+                    # the client's documented raw-request path: same errors and timeouts as
+                    # chat.completions.create, without its per-request type transforms and model parsing
+                    # (which cost more CPU than the HTTP itself at 64 requests in flight)
+                    raw = await client.post(
+                        "/chat/completions",
+                        cast_to=bytes,
+                        body={
+                            "model": self.model, "messages": list(messages), "max_tokens": 1, "temperature": 0,
+                            "logprobs": True, "top_logprobs": self.top_logprobs,
+                        },
+                        options={"timeout": self.request_timeout_s},
                     )
+                    response = json.loads(raw)
+                    if not isinstance(response, dict):
+                        raise ValueError(f"expected a JSON object, got {type(response).__name__}")
                 except (openai.APIConnectionError, openai.APIStatusError) as error:
                     failure = _classify(error, self.request_timeout_s)
+                except ValueError as error:  # includes json.JSONDecodeError: a broken answer, worth a retry
+                    failure = _Failure(True, f"invalid JSON in the answer ({error})")
                 else:
                     self._successes += 1
                     return response
@@ -287,14 +301,16 @@ class OpenAIJudge(Judge):
             await pause.sleep(delay)
 
     @staticmethod
-    def _top_logprobs(response: Any) -> list[tuple[str, float]] | None:
-        choices = getattr(response, "choices", None) or []
-        logprobs = getattr(choices[0], "logprobs", None) if choices else None
-        content = getattr(logprobs, "content", None) if logprobs is not None else None
-        if not content:
+    def _top_logprobs(response: dict[str, Any]) -> list[tuple[str, float]] | None:
+        """``choices[0].logprobs.content[0].top_logprobs`` as (token, logprob) pairs; None when absent."""
+        try:
+            content = (response.get("choices") or [{}])[0].get("logprobs") or {}
+            first_token = (content.get("content") or [None])[0]
+            top = (first_token or {}).get("top_logprobs") or []
+            pairs = [(str(entry["token"]), float(entry["logprob"])) for entry in top]
+        except (AttributeError, KeyError, TypeError, ValueError):
             return None
-        top = content[0].top_logprobs or []
-        pairs = [(entry.token, float(entry.logprob)) for entry in top if math.isfinite(entry.logprob)]
+        pairs = [(token, logprob) for token, logprob in pairs if math.isfinite(logprob)]
         return pairs or None
 
     async def _start(self) -> None:
@@ -324,15 +340,15 @@ class OpenAIJudge(Judge):
                 f"no logprobs in the answer to a {prompt.metric} prompt",
                 f"the server's logprobs settings and that {self.model!r} still serves logprobs",
             ))
-        usage = getattr(response, "usage", None)
+        usage = response.get("usage") or {}
         on_result(
             prompt,
             CachedJudgment(
                 score=aggregate_logprob_score(top, min_mass=self.min_mass),
                 integer_mass=integer_probability_mass(top),
                 top_logprobs=tuple(top),
-                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+                prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                completion_tokens=int(usage.get("completion_tokens") or 0),
             ),
         )
 

@@ -69,7 +69,7 @@ def expected_hashed_score(messages: Sequence[dict]) -> float:
 class Failure:
     """One injected failure, applied to the next incoming chat request."""
 
-    kind: str  # "status" | "hang"
+    kind: str  # "status" | "hang" | "garbage"
     status: int = 500
     retry_after: str | None = None
 
@@ -84,6 +84,11 @@ class Failure:
     @classmethod
     def hang(cls) -> Failure:
         return cls("hang")
+
+    @classmethod
+    def garbage(cls) -> Failure:
+        """A 200 answer whose body is not JSON (a proxy's error page, a truncated body)."""
+        return cls("garbage", 200)
 
 
 class JudgeTestServer:
@@ -126,6 +131,7 @@ class JudgeTestServer:
             self.completed = 0  # answered 200
             self.statuses: Counter[int] = Counter()
             self.hung = 0
+            self.garbage = 0
             self.in_flight = 0
             self.max_in_flight = 0
             self.served: list[str] = []  # the user message of every 200 answer, in order
@@ -226,6 +232,10 @@ class JudgeTestServer:
                     await asyncio.wait_for(stopping.wait(), timeout=self.hang_s)
             # the client gave up long ago: never count a hung request as served
             return web.Response(status=504, text="hung request abandoned")
+        if failure is not None and failure.kind == "garbage":
+            with self._lock:
+                self.garbage += 1
+            return web.Response(status=200, text="<html>upstream error</html>", content_type="application/json")
         if failure is not None and failure.kind == "status":
             with self._lock:
                 self.statuses[failure.status] += 1

@@ -57,20 +57,21 @@ def test_scores_equal_hand_computation_and_requests_follow_the_contract(judge_se
     assert len(served_trait) == 12 and all("bright side" in text for text in served_trait)
 
 
-def test_429_with_retry_after_500s_and_a_hanging_request_are_retried_to_the_right_scores(judge_server, trait):
+def test_429_with_retry_after_5xx_hangs_and_garbage_are_retried_to_the_right_scores(judge_server, trait):
     pairs = items(6)
     with make_judge(judge_server, request_timeout_s=0.4, max_in_flight=4) as judge:
         judge.start()  # the probe, so the injected failures hit judgment requests
         judge_server.inject(Failure.rate_limited(retry_after="1"), Failure.server_error(500),
-                            Failure.server_error(503), Failure.hang(), Failure.server_error(502))
+                            Failure.server_error(503), Failure.hang(), Failure.server_error(502), Failure.garbage())
         started = time.perf_counter()
         result = judge.judge(pairs, trait)
         elapsed = time.perf_counter() - started
         assert_scores(result, expected_scores(judge, pairs, trait))
     assert judge_server.statuses[429] == 1 and judge_server.statuses[500] == 1
     assert judge_server.statuses[503] == 1 and judge_server.statuses[502] == 1 and judge_server.hung == 1
-    assert result.counters.retries == 5 and result.counters.failures == 5
-    assert result.counters.requests == 12 + 5 and result.counters.judgments == 12
+    assert judge_server.garbage == 1
+    assert result.counters.retries == 6 and result.counters.failures == 6
+    assert result.counters.requests == 12 + 6 and result.counters.judgments == 12
     # backoff here is 10-50 ms: waiting a whole second shows that Retry-After was honoured
     assert elapsed >= 0.95
     assert judge_server.completed == 1 + 12
