@@ -47,9 +47,9 @@ async def measure(base_url: str, n_items: int, in_flight: int, run: int) -> dict
     judge = OpenAIJudge("bench-judge", base_url=base_url, api_key="bench", max_in_flight=in_flight)
     try:
         await judge.astart()  # the probe is not part of the measurement
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         result = await judge.ajudge(pairs, trait)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         started = time.perf_counter()
         cached = await judge.ajudge(pairs, trait)
         cached_elapsed = time.perf_counter() - started
@@ -62,6 +62,7 @@ async def measure(base_url: str, n_items: int, in_flight: int, run: int) -> dict
         "judgments": counters.judgments,
         "seconds": elapsed,
         "judgments_per_s": counters.judgments / elapsed,
+        "client_cpu_ms_per_judgment": 1000.0 * cpu / counters.judgments,
         "cached_judgments_per_s": cached.counters.cache_hits / cached_elapsed,
     }
 
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"judge throughput, OpenAIJudge -> local test server (separate process), {args.in_flight} in flight, "
           f"{os.cpu_count()} CPU cores on this machine")
     print(f"{'server latency':>15} | {'n judgments/run':>15} | {'runs':>4} | {'judgments/s (median, min-max)':>30} "
-          f"| {'cache hits/s (median)':>21}")
+          f"| {'client CPU ms/judgment':>22} | {'cache hits/s (median)':>21}")
     for latency_ms in args.latency_ms:
         process, base_url = start_server(latency_ms)
         try:
@@ -89,12 +90,14 @@ def main() -> None:
             process.wait(timeout=10)
         rates = [run["judgments_per_s"] for run in runs]
         cached = statistics.median(run["cached_judgments_per_s"] for run in runs)
+        cpu_ms = statistics.median(run["client_cpu_ms_per_judgment"] for run in runs)
         spread = f"{statistics.median(rates):8.0f} ({min(rates):.0f}-{max(rates):.0f})"
         print(f"{latency_ms:>12.0f} ms | {int(runs[0]['judgments']):>15} | {len(runs):>4} | {spread:>30} "
-              f"| {cached:>21.0f}")
-    if any(latency > 0 for latency in args.latency_ms):
-        print(f"(with latency L the ceiling is {args.in_flight} / L judgments/s, e.g. "
-              f"{args.in_flight / 0.05:.0f}/s at 50 ms)")
+              f"| {cpu_ms:>22.2f} | {cached:>21.0f}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} cores; with server latency L the "
+          f"ceiling is {args.in_flight} / L judgments/s ({args.in_flight / 0.05:.0f}/s at 50 ms) when the client "
+          "has a free core")
 
 
 if __name__ == "__main__":

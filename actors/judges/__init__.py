@@ -4,19 +4,7 @@ Every judge returns, per (question, response), a ``trait_score`` and a ``coheren
 judge gave no number), through a content-addressed cache in ``RUN_DIR/data/judgments/``.
 """
 
-from ._base import (
-    Judge,
-    JudgeConfigError,
-    JudgeCounters,
-    JudgeError,
-    JudgeItem,
-    JudgeLogprobsUnavailableError,
-    JudgePrompt,
-    JudgeResult,
-    JudgeUnavailableError,
-    Judgment,
-    TraitDefinition,
-)
+from ._base import Judge
 from ._cache import (
     JUDGMENT_SCHEMA,
     JUDGMENTS_SUBDIR,
@@ -40,6 +28,18 @@ from ._templates import (
     JudgeTemplates,
     default_template,
     load_template,
+)
+from ._types import (
+    JudgeConfigError,
+    JudgeCounters,
+    JudgeError,
+    JudgeItem,
+    JudgeLogprobsUnavailableError,
+    JudgePrompt,
+    JudgeResult,
+    JudgeUnavailableError,
+    Judgment,
+    TraitDefinition,
 )
 
 __all__ = [

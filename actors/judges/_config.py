@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from ._base import Judge, JudgeConfigError
+from ._base import Judge
 from ._cache import JudgeCache
 from ._scoring import DEFAULT_MIN_MASS
 from ._templates import JudgeTemplates
+from ._types import JudgeConfigError
 
 
 class JudgeConfig(BaseModel):

@@ -8,10 +8,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..loading import ModelSpec, load_model
-from ._base import Judge, JudgeConfigError, JudgePrompt, ResultCallback
+from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
 from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
 from ._templates import JudgeTemplates
+from ._types import JudgeConfigError, JudgePrompt
 
 logger = logging.getLogger(__name__)
 

@@ -17,17 +17,11 @@ from typing import Any
 
 import openai
 
-from ._base import (
-    Judge,
-    JudgeConfigError,
-    JudgeLogprobsUnavailableError,
-    JudgePrompt,
-    JudgeUnavailableError,
-    ResultCallback,
-)
+from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
 from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
 from ._templates import JudgeTemplates
+from ._types import JudgeConfigError, JudgeLogprobsUnavailableError, JudgePrompt, JudgeUnavailableError
 
 logger = logging.getLogger(__name__)
 

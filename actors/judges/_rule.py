@@ -6,9 +6,10 @@ import importlib
 import math
 from collections.abc import Callable, Sequence
 
-from ._base import Judge, JudgeConfigError, JudgePrompt, ResultCallback
+from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
 from ._templates import METRIC_TRAIT
+from ._types import JudgeConfigError, JudgePrompt
 
 Scorer = Callable[[str, str], tuple[float, float]]
 """``scorer(question, response) -> (trait_score, coherence)``, both in [0, 100]."""

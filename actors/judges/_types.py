@@ -1,0 +1,145 @@
+"""The judges' vocabulary: items, trait definitions, judgments, counters, results and errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from ._templates import METRIC_TRAIT
+
+
+class JudgeError(RuntimeError):
+    """Base class of the judges' errors."""
+
+
+class JudgeConfigError(JudgeError, ValueError):
+    """The judge is configured in a way that cannot work (missing key, bad value); the message names the fix."""
+
+
+class JudgeLogprobsUnavailableError(JudgeError):
+    """The judge model answers but returns no logprobs, so no logprob score can be computed (found at start-up)."""
+
+
+class JudgeUnavailableError(JudgeError):
+    """The judge endpoint failed too often in a row; the sweep pauses this judge instead of writing failed scores.
+
+    Everything judged before the error is already flushed to the judge cache, so a resumed run asks only for
+    the judgments that are still missing.
+    """
+
+    def __init__(
+        self, message: str, *, endpoint: str, last_error: str, judged: int, reason: str = "", check: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+        self.last_error = last_error
+        self.judged = judged
+        self.reason = reason
+        self.check = check
+
+
+@dataclass(frozen=True)
+class JudgeItem:
+    """One (question, response) pair to judge."""
+
+    question: str
+    response: str
+
+
+@dataclass(frozen=True)
+class TraitDefinition:
+    """The trait the ``trait`` metric measures: its name and the definition text that fills the template.
+
+    Example:
+        >>> TraitDefinition("optimism", "Expecting good outcomes and focusing on positives.").name
+        'optimism'
+    """
+
+    name: str
+    definition: str
+
+    @classmethod
+    def from_file(cls, name: str, path: str | Path) -> TraitDefinition:
+        """Read the definition from a trait's ``definition.txt``."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise JudgeConfigError(
+                f"trait {name!r}: definition file {path} cannot be read ({error.strerror}); fix the path"
+            ) from error
+        if not text.strip():
+            raise JudgeConfigError(f"trait {name!r}: definition file {path} is empty; write what the trait means")
+        return cls(name=name, definition=text.strip())
+
+    @property
+    def metric_id(self) -> str:
+        """The cache's metric field for this trait: name plus a hash of the definition (editing it re-judges)."""
+        digest = hashlib.sha256(self.definition.strip().encode("utf-8")).hexdigest()[:12]
+        return f"{METRIC_TRAIT}:{self.name}:{digest}"
+
+
+@dataclass(frozen=True)
+class Judgment:
+    """The judge's verdict on one item: scores in [0, 100], None where the judge gave no number (or not asked).
+
+    ``trait_mass`` / ``coherence_mass`` are the probability the judge put on integer tokens (logprob judges).
+    """
+
+    trait_score: float | None
+    coherence: float | None
+    trait_mass: float | None = None
+    coherence_mass: float | None = None
+
+
+@dataclass
+class JudgeCounters:
+    """Work done by a judge: HTTP/model requests, retries, cache hits, None scores and token usage."""
+
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    cache_hits: int = 0
+    judgments: int = 0
+    none_scores: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def copy(self) -> JudgeCounters:
+        return JudgeCounters(**self.as_dict())
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __sub__(self, other: JudgeCounters) -> JudgeCounters:
+        return JudgeCounters(**{name: value - getattr(other, name) for name, value in self.as_dict().items()})
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """The judgments of one call, in the order of the items, and the counters of that call alone."""
+
+    judgments: tuple[Judgment, ...]
+    counters: JudgeCounters
+
+    @property
+    def trait_scores(self) -> list[float | None]:
+        return [judgment.trait_score for judgment in self.judgments]
+
+    @property
+    def coherence_scores(self) -> list[float | None]:
+        return [judgment.coherence for judgment in self.judgments]
+
+
+@dataclass(frozen=True)
+class JudgePrompt:
+    """One unit of judge work (one item x one metric) handed to a judge implementation."""
+
+    key: str
+    metric: str
+    metric_id: str
+    template_version: str
+    question: str
+    response: str
+    messages: tuple[dict[str, str], ...]
