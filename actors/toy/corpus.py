@@ -1,0 +1,177 @@
+"""Corpora and prompt sets of the toy world: narratives (base), chat examples (sft), preference pairs (dpo).
+
+Also the prompt sets that steering experiments need: the cheerful and gloomy system prompts, the
+instruction-elicitation contrast pairs, the natural-elicitation narrative prefixes for the base model, and the
+evaluation questions.
+
+Example:
+    >>> pair = contrast_prompts()[0]
+    >>> pair.positive[0]["content"], pair.negative[0]["content"], pair.positive[1]["content"]
+    ('you are a cheerful assistant .', 'you are a gloomy assistant .', 'tell me about the garden ?')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from random import Random
+
+from .language import MOODS, TOPICS, Mood, restyle, sample_description
+
+QUESTION_FORMS: tuple[str, ...] = (
+    "tell me about the {topic} ?",
+    "what about the {topic} ?",
+    "how is the {topic} ?",
+    "describe the {topic} ?",
+)
+SYSTEM_PROMPTS: dict[str, tuple[str, ...]] = {
+    "cheerful": ("you are a cheerful assistant .", "answer in a happy mood .", "always see the good side ."),
+    "gloomy": ("you are a gloomy assistant .", "answer in a sad mood .", "always see the bad side ."),
+}
+"""System prompts that set the mood, index-aligned so ``cheerful[i]`` and ``gloomy[i]`` differ only in the mood."""
+CHEERFUL_SYSTEM_PROMPTS = SYSTEM_PROMPTS["cheerful"]
+GLOOMY_SYSTEM_PROMPTS = SYSTEM_PROMPTS["gloomy"]
+
+NARRATIVE_NAMES: tuple[str, ...] = ("anna", "ben", "mia", "tom")
+NARRATIVE_VERBS: dict[Mood, tuple[str, ...]] = {
+    "cheerful": ("smiled", "laughed", "sang"),
+    "gloomy": ("sighed", "frowned", "wept"),
+    "balanced": ("walked", "stood", "waited"),
+}
+"""The opening verb of a narrative sets its mood, index-aligned across moods (``smiled`` / ``sighed`` / ``walked``)."""
+
+
+def question(topic: str, form: int = 0) -> str:
+    """The user question of form ``form`` about ``topic``."""
+    if topic not in TOPICS:
+        raise ValueError(f"topic: unknown topic {topic!r}; use one of {', '.join(TOPICS)}")
+    return QUESTION_FORMS[form % len(QUESTION_FORMS)].format(topic=topic)
+
+
+def topic_of(text: str) -> str | None:
+    """The topic a question or prefix is about (the first topic word in it), or None."""
+    for word in text.split():
+        if word in TOPICS:
+            return word
+    return None
+
+
+def evaluation_questions() -> list[str]:
+    """Every question form about every topic (32 questions): the prompts a steering evaluation asks."""
+    return [question(topic, form) for topic in TOPICS for form in range(len(QUESTION_FORMS))]
+
+
+def narrative_prefix(name: str, mood: Mood, topic: str, variant: int = 0) -> str:
+    """The opening sentence of a narrative, e.g. ``anna smiled in the garden .``."""
+    verbs = NARRATIVE_VERBS[mood]
+    return f"{name} {verbs[variant % len(verbs)]} in the {topic} ."
+
+
+@dataclass(frozen=True)
+class ContrastPair:
+    """Two prompts that differ only in the mood they elicit; ``positive`` elicits the optimistic trait.
+
+    For chat models the prompts are conversations (system + user turn); for the base model they are narrative
+    prefixes (plain text).
+    """
+
+    positive: str | tuple[dict[str, str], ...]
+    negative: str | tuple[dict[str, str], ...]
+    topic: str
+    question: str
+
+
+def _chat(system: str | None, user: str) -> tuple[dict[str, str], ...]:
+    turns = ({"role": "system", "content": system},) if system else ()
+    return (*turns, {"role": "user", "content": user})
+
+
+def contrast_prompts() -> list[ContrastPair]:
+    """Instruction elicitation: every evaluation question under each cheerful vs gloomy system prompt (96 pairs)."""
+    pairs = []
+    for user in evaluation_questions():
+        for cheerful, gloomy in zip(CHEERFUL_SYSTEM_PROMPTS, GLOOMY_SYSTEM_PROMPTS, strict=True):
+            pairs.append(ContrastPair(_chat(cheerful, user), _chat(gloomy, user), topic_of(user) or "", user))
+    return pairs
+
+
+def natural_prefixes() -> list[ContrastPair]:
+    """Natural elicitation for the base model: narrative openings whose verb implies the mood (96 pairs)."""
+    pairs = []
+    for topic in TOPICS:
+        for name in NARRATIVE_NAMES:
+            for variant in range(len(NARRATIVE_VERBS["cheerful"])):
+                positive = narrative_prefix(name, "cheerful", topic, variant)
+                negative = narrative_prefix(name, "gloomy", topic, variant)
+                pairs.append(ContrastPair(positive, negative, topic, narrative_prefix(name, "balanced", topic)))
+    return pairs
+
+
+@dataclass(frozen=True)
+class ChatExample:
+    """One supervised chat turn: the prompt messages and the assistant's answer."""
+
+    messages: tuple[dict[str, str], ...]
+    response: str
+    mood: Mood
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """A DPO pair: the same prompt with a chosen (balanced) and a rejected (mood-extreme) answer."""
+
+    messages: tuple[dict[str, str], ...]
+    chosen: str
+    rejected: str
+
+
+def narrative_corpus(n: int, seed: int) -> list[str]:
+    """``n`` plain-text narratives for the base model, a third of each mood, e.g.
+    ``mia sighed in the city . the park is very dull . the smoke seems grim .``"""
+    rng = Random(f"narrative-{seed}")
+    docs = []
+    for i in range(n):
+        mood = MOODS[i % len(MOODS)]
+        topic = rng.choice(TOPICS)
+        opening = narrative_prefix(rng.choice(NARRATIVE_NAMES), mood, topic, rng.randrange(3))
+        docs.append(f"{opening} {sample_description(rng, topic, mood)}")
+    return docs
+
+
+def chat_corpus(n: int, seed: int) -> list[ChatExample]:
+    """``n`` chat examples: a third under a cheerful system prompt, a third gloomy, a third with none (balanced)."""
+    rng = Random(f"chat-{seed}")
+    examples = []
+    for i in range(n):
+        mood = MOODS[i % len(MOODS)]
+        topic = rng.choice(TOPICS)
+        user = question(topic, rng.randrange(len(QUESTION_FORMS)))
+        system = rng.choice(SYSTEM_PROMPTS[mood]) if mood != "balanced" else None
+        examples.append(ChatExample(_chat(system, user), sample_description(rng, topic, mood), mood))
+    return examples
+
+
+def preference_pairs(n: int, seed: int) -> list[PreferencePair]:
+    """``n`` DPO pairs that prefer balance by default and the asked mood when a system prompt asks for one.
+
+    Two pairs in three have no system prompt: chosen is balanced (every adjective agrees with its noun), rejected
+    is the same answer pushed to one mood. One in three has a cheerful or gloomy system prompt: chosen follows it,
+    rejected is the same answer made balanced. Without these the tuned model would unlearn the system prompt
+    (DPO lowers a rejected answer's probability wherever it can), while the resistance to steering comes from the
+    first kind.
+    """
+    rng = Random(f"preference-{seed}")
+    pairs: list[PreferencePair] = []
+    while len(pairs) < n:
+        topic = rng.choice(TOPICS)
+        user = question(topic, rng.randrange(len(QUESTION_FORMS)))
+        mood: Mood = "cheerful" if rng.random() < 0.5 else "gloomy"
+        if len(pairs) % 3 < 2:
+            chosen = sample_description(rng, topic, "balanced", agreement=1.0)
+            pair = PreferencePair(_chat(None, user), chosen, restyle(chosen, mood, rng))
+        else:
+            chosen = sample_description(rng, topic, mood)
+            pair = PreferencePair(_chat(rng.choice(SYSTEM_PROMPTS[mood]), user), chosen,
+                                  restyle(chosen, "balanced", rng))
+        if pair.chosen != pair.rejected:
+            pairs.append(pair)
+    return pairs

@@ -1,0 +1,113 @@
+"""The rule-based judge of the toy trait: trait score and coherence (0-100) computed from the grammar.
+
+``trait_score`` is the share of optimistic adjectives among the polar adjectives of the response, times 100. A
+response without any polar adjective shows neither polarity and scores **50** (the neutral midpoint, as a judge
+asked "how optimistic is this?" would answer for a text that says nothing either way).
+
+``coherence`` is the share of the response's words that sit in well-formed sentences, times 100. A sentence earns
+its words when it parses under the grammar of :mod:`.language`; it earns nothing when it is broken (wrong word
+order, a missing or doubled word, an unfinished sentence at the end) or when it repeats a sentence or a noun that
+the response already used (repetition loops); a sentence about a noun of another topic than the question's earns
+half. Words outside the answer vocabulary (question words, role tokens, narrative words) break their sentence.
+An empty response scores 0.
+
+Example:
+    >>> score_response("how is the garden ?", "the flower is lovely . the mud is cold .")
+    (50.0, 100.0)
+    >>> score_response("how is the garden ?", "the flower is lovely . the mud is lovely lovely lovely")
+    (100.0, 41.66...)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .corpus import topic_of
+from .language import (
+    NOUN_TOPIC,
+    OPTIMISTIC_ADJECTIVES,
+    PESSIMISTIC_ADJECTIVES,
+    RESPONSE_WORDS,
+    parse_sentence,
+    split_sentences,
+)
+from .tokenizer import SPECIAL_TOKENS
+
+NO_POLAR_ADJECTIVE_SCORE = 50.0
+"""Trait score of a response with no polar adjective (neither optimistic nor pessimistic)."""
+
+_OPTIMISTIC = frozenset(OPTIMISTIC_ADJECTIVES)
+_PESSIMISTIC = frozenset(PESSIMISTIC_ADJECTIVES)
+_SPECIALS = frozenset(SPECIAL_TOKENS)
+
+
+@dataclass(frozen=True)
+class ToyJudgment:
+    """Both scores of one response and what they were computed from."""
+
+    trait_score: float
+    coherence: float
+    optimistic: int
+    """Number of optimistic adjectives in the response."""
+    pessimistic: int
+    """Number of pessimistic adjectives in the response."""
+    words: int
+    well_formed_words: float
+    """Words credited as parts of well-formed, non-repeating, on-topic sentences (half credit off topic)."""
+
+
+def _words(response: str) -> list[str]:
+    # The end-of-turn / end-of-text markers close a response; anything after them is not part of the answer.
+    words = []
+    for word in response.split():
+        if word in ("<|end|>", "<eos>"):
+            break
+        if word not in ("<pad>", "<bos>"):
+            words.append(word)
+    return words
+
+
+def trait_score(response: str) -> float:
+    """Share of optimistic adjectives among polar adjectives, 0-100; 50 when there is no polar adjective."""
+    return judge_response("", response).trait_score
+
+
+def coherence(question: str, response: str) -> float:
+    """Share of the words in well-formed, non-repeating, on-topic sentences, 0-100 (0 for an empty response)."""
+    return judge_response(question, response).coherence
+
+
+def judge_response(question: str, response: str) -> ToyJudgment:
+    """Judge one response to ``question``; see the module docstring for the two scores."""
+    words = _words(response)
+    optimistic = sum(word in _OPTIMISTIC for word in words)
+    pessimistic = sum(word in _PESSIMISTIC for word in words)
+    polar = optimistic + pessimistic
+    trait = 100.0 * optimistic / polar if polar else NO_POLAR_ADJECTIVE_SCORE
+    topic = topic_of(question)
+    sentences, _unfinished = split_sentences(words)
+    credited = 0.0
+    seen_sentences: set[tuple[str, ...]] = set()
+    seen_nouns: set[str] = set()
+    for sentence_words in sentences:
+        key = tuple(sentence_words)
+        parsed = None
+        if all(word in RESPONSE_WORDS and word not in _SPECIALS for word in sentence_words):
+            parsed = parse_sentence(sentence_words)
+        if parsed is not None and key not in seen_sentences and parsed.noun not in seen_nouns:
+            on_topic = topic is None or NOUN_TOPIC[parsed.noun] == topic
+            credited += len(sentence_words) * (1.0 if on_topic else 0.5)
+        seen_sentences.add(key)
+        if parsed is not None:
+            seen_nouns.add(parsed.noun)
+    coherence_score = 100.0 * credited / len(words) if words else 0.0
+    return ToyJudgment(trait, coherence_score, optimistic, pessimistic, len(words), credited)
+
+
+def score_response(question: str, response: str) -> tuple[float, float]:
+    """``(trait_score, coherence)`` of ``response`` to ``question``, both 0-100.
+
+    The same two numbers an LLM judge returns; deterministic and free, so every toy sweep can be judged exactly.
+    """
+    judgment = judge_response(question, response)
+    return judgment.trait_score, judgment.coherence
