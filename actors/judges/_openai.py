@@ -348,9 +348,23 @@ class OpenAIJudge(Judge):
 
     async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
         pause = _Pause()
-        tasks = [asyncio.create_task(self._judge_one(prompt, on_result, pause)) for prompt in prompts]
+        queue = iter(prompts)
+
+        async def worker() -> None:
+            # workers share one iterator, so a million prompts never become a million tasks; twice the
+            # in-flight bound keeps every slot busy while some requests sleep in backoff
+            for prompt in queue:
+                if pause.event.is_set():
+                    return
+                try:
+                    await self._judge_one(prompt, on_result, pause)
+                except BaseException:
+                    pause.event.set()  # no new prompts; requests on the wire still finish
+                    raise
+
+        workers = [asyncio.create_task(worker()) for _ in range(min(len(prompts), 2 * self.max_in_flight))]
         # no cancelling on a pause: answers already on the wire are awaited and kept, the rest stop by themselves
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        outcomes = await asyncio.gather(*workers, return_exceptions=True)
         if pause.error is not None:
             raise pause.error
         for outcome in outcomes:

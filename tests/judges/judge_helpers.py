@@ -15,9 +15,9 @@ JUDGE_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 
-# short backoff and timeouts, so failure tests take fractions of a second
+# short backoff, so failure tests take fractions of a second; a timeout long enough for a loaded machine
 FAST_RETRY = dict(
-    backoff_initial_s=0.01, backoff_max_s=0.05, request_timeout_s=0.5, max_consecutive_failures=4, seed=0
+    backoff_initial_s=0.01, backoff_max_s=0.05, request_timeout_s=10.0, max_consecutive_failures=4, seed=0
 )
 
 

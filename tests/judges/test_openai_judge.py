@@ -59,7 +59,7 @@ def test_scores_equal_hand_computation_and_requests_follow_the_contract(judge_se
 
 def test_429_with_retry_after_5xx_hangs_and_garbage_are_retried_to_the_right_scores(judge_server, trait):
     pairs = items(6)
-    with make_judge(judge_server, request_timeout_s=0.4, max_in_flight=4) as judge:
+    with make_judge(judge_server, request_timeout_s=1.5, max_in_flight=4) as judge:
         judge.start()  # the probe, so the injected failures hit judgment requests
         judge_server.inject(Failure.rate_limited(retry_after="1"), Failure.server_error(500),
                             Failure.server_error(503), Failure.hang(), Failure.server_error(502), Failure.garbage())
