@@ -78,6 +78,17 @@ class ActivationSet:
             self.rollout[mask], self.split[mask], self.topic[mask], self.activation_norms, dict(self.metadata),
         )
 
+    def select_layers(self, layers: Sequence[int]) -> ActivationSet:
+        """The same samples at ``layers`` only (a KeyError names layers the set does not hold)."""
+        missing = [layer for layer in layers if layer not in self.layers]
+        if missing:
+            raise KeyError(f"layers {missing} were not captured here (captured {list(self.layers)})")
+        index = [self.layers.index(layer) for layer in layers]
+        return ActivationSet(
+            self.activations[:, index], tuple(layers), self.sample_index, self.scenario_id, self.polarity,
+            self.rollout, self.split, self.topic, self.activation_norms[index], dict(self.metadata),
+        )
+
     # ---------------------------------------------------------------------------------------------------- arrow
     def to_table(self, dtype: str = "float32") -> pa.Table:
         """Long form: one row per sample x layer, layer-major (see the module docstring)."""

@@ -369,25 +369,24 @@ def extract_trait_vectors(
     trait = check_name(dataset.name, "trait")
     outcome = ExtractionOutcome(model=plan.model, trait=trait)
     calls = _Model(model)
+    info = calls("info")
+    layers = tuple(plan.layers) if plan.layers is not None else tuple(range(info.num_layers))
+    for layer in layers:
+        if not 0 <= layer < info.num_layers:
+            raise ExtractionError(f"layers: {layer} is out of range for {info.architecture} ({info.num_layers} layers)")
     units = [(c, p, m) for c in plan.components for p in plan.positions for m in plan.methods]
     done = _done_keys(run)
     todo = []
     for component, position, method in units:
         label = plan.method_label(method)
         path = run.vector_path(plan.model, trait, label, component, position)
-        if path.exists() and (plan.model, trait, label, component, position) in done:
+        if path.exists() and set(layers) <= done.get((plan.model, trait, label, component, position), set()):
             outcome.skipped.append(path)
         else:
             todo.append((component, position, method))
     if not todo:
         logger.info("%s/%s: all %d vectors exist; nothing to do", plan.model, trait, len(units))
         return outcome
-
-    info = calls("info")
-    layers = tuple(plan.layers) if plan.layers is not None else tuple(range(info.num_layers))
-    for layer in layers:
-        if not 0 <= layer < info.num_layers:
-            raise ExtractionError(f"layers: {layer} is out of range for {info.architecture} ({info.num_layers} layers)")
 
     rollouts_path = run.rollouts_path(plan.model, trait)
     rollouts = run.read_table(rollouts_path)
@@ -407,14 +406,22 @@ def extract_trait_vectors(
 
     for component, position, method in todo:
         label = plan.method_label(method)
-        data = ActivationSet.read(run.activation_path(plan.model, trait, component, position))
-        keep = _vetting_mask(rollouts, data, plan.vetting) if method != "contrastive_probe" else np.ones(
-            len(data.sample_index), dtype=bool)
-        if plan.vetting is not None:
-            outcome.vetting_pass = {
-                name: (int((keep & (data.polarity == name)).sum()), int((data.polarity == name).sum()))
-                for name in ("positive", "negative")
-            }
+        activation_path = run.activation_path(plan.model, trait, component, position)
+        try:
+            data = ActivationSet.read(activation_path).select_layers(layers)
+        except KeyError as error:
+            raise ExtractionError(f"{activation_path}: {error.args[0]}; delete the file to recapture it") from None
+        if method == "contrastive_probe":
+            keep = np.ones(len(data.sample_index), dtype=bool)
+        else:
+            keep = _vetting_mask(rollouts, data, plan.vetting)
+            if plan.vetting is not None:
+                outcome.vetting_pass = {
+                    name: (int((keep & (data.polarity == name)).sum()), int((data.polarity == name).sum()))
+                    for name in ("positive", "negative")
+                }
+                logger.info("%s/%s vetting %s: kept %s (kept, total) rollouts per polarity", plan.model, trait,
+                            plan.vetting.label, outcome.vetting_pass)
         try:
             result, diagnostics, extra = _fit_unit(data, method, plan, _scores_for(rollouts, data), keep)
         except (_TooFewSamplesError, InsufficientClassError) as error:
@@ -511,12 +518,16 @@ def _capture_pairs(run: RunDir, calls: _Model, outcome: ExtractionOutcome, plan:
     return rollouts
 
 
-def _done_keys(run: RunDir) -> set[tuple[str, ...]]:
+def _done_keys(run: RunDir) -> dict[tuple[str, ...], set[int]]:
+    """``{(model, trait, method, component, position): layers with a diagnostics row}``."""
     table = run.read_table(run.vectors_table)
+    done: dict[tuple[str, ...], set[int]] = {}
     if table is None:
-        return set()
+        return done
     columns = ["model", "trait", "method", "component", "position"]
-    return {tuple(row[c] for c in columns) for row in table.select(columns).to_pylist()}
+    for row in table.select([*columns, "layer"]).to_pylist():
+        done.setdefault(tuple(row[c] for c in columns), set()).add(int(row["layer"]))
+    return done
 
 
 def _vector_schema() -> pa.Schema:

@@ -160,3 +160,17 @@ def test_out_of_range_layer_and_missing_judge_are_clear(tmp_path, worker, trait_
         extract_trait_vectors(tmp_path / "r", worker, dataset, ExtractionPlan(model="m", layers=(1, 9)))
     with pytest.raises(ExtractionError, match="needs judge scores"):
         extract_trait_vectors(tmp_path / "r", worker, dataset, ExtractionPlan(model="m", vetting=JudgeVetting()))
+
+
+def test_saved_layers_are_skipped_and_uncaptured_layers_are_a_clear_error(tmp_path, worker, trait_dir):
+    dataset = load_trait_dataset(trait_dir)
+    run = RunDir(tmp_path / "run")
+    first = extract_trait_vectors(run, worker, dataset, ExtractionPlan(model="tiny", positions=("prompt[-1]",),
+                                                                       methods=("mean_diff",), layers=(1, 2)))
+    assert TraitVector.load(first.written[0]).layers == (1, 2)
+    subset = extract_trait_vectors(run, worker, dataset, ExtractionPlan(model="tiny", positions=("prompt[-1]",),
+                                                                        methods=("mean_diff",), layers=(2,)))
+    assert subset.capture_calls == 0 and not subset.written  # layer 2 exists already
+    with pytest.raises(ExtractionError, match=r"layers \[3\] were not captured here .*delete the file"):
+        extract_trait_vectors(run, worker, dataset, ExtractionPlan(model="tiny", positions=("prompt[-1]",),
+                                                                   methods=("mean_diff",), layers=(2, 3)))
