@@ -189,16 +189,19 @@ def diagnose(
 
 @dataclass(frozen=True)
 class LabelPolarity:
-    """Whether a dataset's positive/negative labels agree with judge trait scores of its rollouts."""
+    """Whether a dataset's positive/negative labels agree with judge trait scores of its rollouts.
 
-    agrees: bool
+    ``agrees`` is None when both classes score the same on average (the judge cannot tell them apart).
+    """
+
+    agrees: bool | None
     mean_positive: float
     mean_negative: float
     n_positive: int
     n_negative: int
 
     def describe(self) -> str:
-        verdict = "agree with" if self.agrees else "are the reverse of"
+        verdict = {True: "agree with", False: "are the reverse of", None: "are not separated by"}[self.agrees]
         return (
             f"labels {verdict} the judge: mean trait score {self.mean_positive:.1f} for positive rollouts "
             f"(n={self.n_positive}) vs {self.mean_negative:.1f} for negative (n={self.n_negative}), 0-100 scale"
@@ -221,4 +224,5 @@ def label_polarity(positive_scores: Sequence[float | None], negative_scores: Seq
             "one of each (check the judge)"
         )
     mean_pos, mean_neg = float(pos.mean()), float(neg.mean())
-    return LabelPolarity(mean_pos > mean_neg, mean_pos, mean_neg, len(pos), len(neg))
+    agrees = None if mean_pos == mean_neg else mean_pos > mean_neg
+    return LabelPolarity(agrees, mean_pos, mean_neg, len(pos), len(neg))

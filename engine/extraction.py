@@ -400,8 +400,13 @@ def extract_trait_vectors(
     if pairs:
         captured = _capture_pairs(run, calls, outcome, plan, layers, pairs, rows, rollouts, rollouts_path, dataset)
         rollouts = captured
-    if judge is not None and rollouts is not None and rollouts.column("judge_score").null_count == rollouts.num_rows:
-        rollouts = _judge_rollouts(run, rollouts_path, rollouts, dataset, judge)
+    unjudged = rollouts is not None and rollouts.column("judge_score").null_count == rollouts.num_rows
+    if judge is not None and unjudged:
+        if any(rollouts.column("response").to_pylist()):
+            rollouts = _judge_rollouts(run, rollouts_path, rollouts, dataset, judge)
+        else:
+            logger.info("%s/%s: no rollout has a response (prompt positions only); nothing to judge", plan.model,
+                        trait)
     _check_labels(outcome, rollouts)
 
     for component, position, method in todo:
@@ -452,7 +457,7 @@ def extract_trait_vectors(
 
 
 def _agreement(polarity: LabelPolarity | None) -> str:
-    return "unknown" if polarity is None else ("true" if polarity.agrees else "false")
+    return "unknown" if polarity is None or polarity.agrees is None else ("true" if polarity.agrees else "false")
 
 
 def _check_labels(outcome: ExtractionOutcome, rollouts: pa.Table | None) -> None:
@@ -462,9 +467,10 @@ def _check_labels(outcome: ExtractionOutcome, rollouts: pa.Table | None) -> None
     scores = rollouts.column("judge_score").to_pylist()
     outcome.label_polarity = label_polarity([s for s, p in zip(scores, polarity, strict=True) if p == "positive"],
                                             [s for s, p in zip(scores, polarity, strict=True) if p == "negative"])
-    if not outcome.label_polarity.agrees:
-        logger.warning("%s/%s: dataset %s; are positive and negative swapped? Vectors are kept as labelled and "
-                       "flagged labels_agree_with_judge=false", outcome.model, outcome.trait,
+    if outcome.label_polarity.agrees is not True:
+        logger.warning("%s/%s: dataset %s; are positive and negative swapped, or is the judge blind to this "
+                       "trait? Vectors are kept as labelled and flagged labels_agree_with_judge", outcome.model,
+                       outcome.trait,
                        outcome.label_polarity.describe())
 
 

@@ -114,3 +114,10 @@ def test_bad_inputs_name_the_field_and_the_fix():
         mean_diff(np.zeros((0, 4)), np.zeros((3, 4)))
     with pytest.raises(ValueError, match="unknown extraction method 'pca_diff'"):
         get_method("pca_diff")
+
+
+def test_label_polarity_is_undecided_when_the_judge_cannot_tell_the_classes_apart():
+    undecided = label_polarity([50.0, 50.0], [50.0, None])
+    assert undecided.agrees is None and "not separated" in undecided.describe()
+    with pytest.raises(ValueError, match="need at least one of each"):
+        label_polarity([None], [10.0])
