@@ -11,6 +11,7 @@ Example:
     (50.0, 100.0)
 """
 
+from .builder import FAMILY_KEYS, FAMILY_MODELS, TOY_VERSION, BuildProgress, ToyModelPlan
 from .corpus import (
     CHEERFUL_SYSTEM_PROMPTS,
     GLOOMY_SYSTEM_PROMPTS,
@@ -32,19 +33,7 @@ from .corpus import (
     topic_of,
 )
 from .dpo import dpo_loss, train_dpo
-from .family import (
-    FAMILY_KEYS,
-    FAMILY_MODELS,
-    HOME_ENV,
-    TOY_VERSION,
-    BuildProgress,
-    ToyFamily,
-    ToyModelPlan,
-    build_family,
-    ensure_family,
-    family_dir,
-    toy_home,
-)
+from .family import HOME_ENV, ToyFamily, build_family, ensure_family, family_dir, toy_home
 from .judge import NO_POLAR_ADJECTIVE_SCORE, ToyJudgment, coherence, judge_response, score_response, trait_score
 from .language import (
     MOODS,

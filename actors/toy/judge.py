@@ -14,12 +14,13 @@ An empty response scores 0.
 Example:
     >>> score_response("how is the garden ?", "the flower is lovely . the mud is cold .")
     (50.0, 100.0)
-    >>> score_response("how is the garden ?", "the flower is lovely . the mud is lovely lovely lovely")
-    (100.0, 41.66...)
+    >>> score_response("how is the garden ?", "the flower is lovely . the mud is cold cold cold .")
+    (25.0, 41.666666666666664)
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .corpus import topic_of
@@ -56,10 +57,13 @@ class ToyJudgment:
     """Words credited as parts of well-formed, non-repeating, on-topic sentences (half credit off topic)."""
 
 
+_MARKUP = re.compile(r"(<[^<>\s]+>)")
+
+
 def _words(response: str) -> list[str]:
     # The end-of-turn / end-of-text markers close a response; anything after them is not part of the answer.
     words = []
-    for word in response.split():
+    for word in _MARKUP.sub(r" \1 ", response).split():
         if word in ("<|end|>", "<eos>"):
             break
         if word not in ("<pad>", "<bos>"):

@@ -115,13 +115,14 @@ def encode_chat_example(tokenizer: PreTrainedTokenizerBase, example: ChatExample
     """Prompt rendered by the chat template, then the answer and ``<|end|>``; the loss starts at the answer."""
     prompt = tokenizer.apply_chat_template(list(example.messages), add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(f"{example.response} {END_OF_TURN}", add_special_tokens=False)["input_ids"]
+    # No space before <|end|>: it would become a lone space token.
+    answer_ids = tokenizer(f"{example.response}{END_OF_TURN}", add_special_tokens=False)["input_ids"]
     return TrainSequence(tuple(prompt_ids) + tuple(answer_ids), answer_start=len(prompt_ids))
 
 
 def encode_document(tokenizer: PreTrainedTokenizerBase, text: str) -> TrainSequence:
     """``<bos> text <eos>``; the loss covers every token after ``<bos>``."""
-    ids = tokenizer(f"{text} {EOS}", add_special_tokens=True)["input_ids"]
+    ids = tokenizer(f"{text}{EOS}", add_special_tokens=True)["input_ids"]
     return TrainSequence(tuple(ids), answer_start=1)
 
 
