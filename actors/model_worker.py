@@ -323,23 +323,30 @@ class ModelWorker:
         for batch in self._batches(n, lengths, request.batch_size):
             sequences = [prompt_ids[i] + response_ids[i] for i in batch]
             outputs, width = self._forward_capture(sequences, points)
-            for j, i in enumerate(batch):
-                pad = width - lengths[i]
-                for position in positions:
-                    index = torch.tensor(
-                        [pad + t for t in position.indices(len(prompt_ids[i]), len(response_ids[i]))],
-                        dtype=torch.long,
-                    )
+            for position in positions:
+                selections = [
+                    [width - lengths[i] + t for t in position.indices(len(prompt_ids[i]), len(response_ids[i]))]
+                    for i in batch
+                ]
+                if request.per_token:
                     for layer, component in points:
-                        key = (layer, component, position.text)
-                        selected = outputs[(layer, component)][j].index_select(0, index.to(self.device)).float()
-                        if request.per_token:
-                            per_token[key][i] = selected.cpu().numpy()
-                        else:
-                            if key not in means:
-                                means[key] = np.full((n, selected.shape[-1]), np.nan, dtype=np.float32)
-                            if selected.shape[0]:
-                                means[key][i] = selected.mean(0).cpu().numpy()
+                        values = outputs[(layer, component)].float().cpu().numpy()
+                        for j, i in enumerate(batch):
+                            per_token[(layer, component, position.text)][i] = values[j, selections[j]]
+                    continue
+                # One weighted sum per point: weights[j, t] = 1/count on the row's selected tokens, else 0.
+                weights = torch.zeros(len(batch), width, device=self.device)
+                for j, selected in enumerate(selections):
+                    if selected:
+                        weights[j, selected] = 1.0 / len(selected)
+                empty = [j for j, selected in enumerate(selections) if not selected]
+                for layer, component in points:
+                    key = (layer, component, position.text)
+                    mean = torch.einsum("bt,btd->bd", weights, outputs[(layer, component)].float()).cpu().numpy()
+                    mean[empty] = np.nan
+                    if key not in means:
+                        means[key] = np.full((n, mean.shape[-1]), np.nan, dtype=np.float32)
+                    means[key][batch] = mean
         activations: dict[tuple[int, str, str], np.ndarray | tuple[np.ndarray, ...]]
         if request.per_token:
             activations = {key: tuple(values) for key, values in per_token.items()}  # type: ignore[misc]
