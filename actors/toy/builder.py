@@ -8,7 +8,6 @@ on one thread from its own seed, so the weights are the same whichever process t
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import logging
@@ -19,11 +18,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from .corpus import chat_corpus, narrative_corpus, preference_pairs
@@ -36,6 +34,7 @@ from .training import (
     encode_chat_example,
     encode_document,
     make_model,
+    single_thread,
     train_causal_lm,
 )
 
@@ -123,18 +122,6 @@ class BuildProgress:
 
 
 ProgressCallback = Callable[[BuildProgress], None]
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Train on one thread: the same floating-point reduction order on every run (bitwise-reproducible
-    weights), and no thread oversubscription, which makes tiny models several times slower on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _tokenizer(variant: str) -> PreTrainedTokenizerBase:

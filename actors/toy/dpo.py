@@ -32,6 +32,7 @@ from .training import (
     learning_rate,
     make_optimizer,
     sequence_logprobs,
+    single_thread,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,24 @@ def train_dpo(
 ) -> list[float]:
     """Tune ``policy`` in place with DPO against the frozen ``reference``; returns the mean loss of every epoch.
 
-    ``config`` supplies the optimiser settings (epochs, batch size, learning rate, warm-up, weight decay).
+    ``config`` supplies the optimiser settings (epochs, batch size, learning rate, warm-up, weight decay). Runs on
+    one thread, deterministic given ``seed``.
     """
+    with single_thread():
+        return _train_dpo(policy, reference, pairs, config, seed, pad_id, beta, sft_weight, on_epoch)
+
+
+def _train_dpo(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    pairs: Sequence[EncodedPair],
+    config: ToyConfig,
+    seed: int,
+    pad_id: int,
+    beta: float,
+    sft_weight: float,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> list[float]:
     if not pairs:
         raise ValueError("pairs: nothing to train on; give at least one preference pair")
     if beta <= 0:

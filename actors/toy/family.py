@@ -151,7 +151,7 @@ def build_family(
         progress: called with a :class:`BuildProgress` at every model start, epoch end and model end.
         scale: multiplies every corpus size; below 1 gives a quick, weaker family for tests.
         workers: processes that train independent chains at once (default: 2 when the machine has 2 or more
-            CPUs, else 1). The weights do not depend on it.
+            CPUs and ``scale`` is at least 0.25, else 1). The weights do not depend on it.
 
     Returns:
         The :class:`ToyFamily`.
@@ -169,8 +169,8 @@ def build_family(
             return ToyFamily(root, seed, manifest)
         temporary = home / f".build-{root.name}-{uuid.uuid4().hex[:8]}"
         try:
-            if workers is None:
-                workers = 2 if (os.cpu_count() or 1) >= 2 else 1
+            if workers is None:  # a second process pays for its start-up only on a real build
+                workers = 2 if (os.cpu_count() or 1) >= 2 and scale >= 0.25 else 1
             temporary.mkdir(parents=True)
             records = build_models(temporary, seed, scale, progress, workers)
             manifest = {
@@ -195,10 +195,13 @@ def build_family(
     return ToyFamily(root, seed, manifest)
 
 
-def ensure_family(home: Path | str | None = None, seed: int = 0, progress: ProgressCallback | None = None) -> ToyFamily:
+def ensure_family(
+    home: Path | str | None = None, seed: int = 0, progress: ProgressCallback | None = None, scale: float = 1.0
+) -> ToyFamily:
     """The family, built on first use (and after a version change), reused afterwards."""
     home = Path(home).expanduser() if home is not None else toy_home()
-    manifest = _is_complete(family_dir(home, seed), seed, 1.0)
+    root = family_dir(home, seed, scale)
+    manifest = _is_complete(root, seed, scale)
     if manifest is not None:
-        return ToyFamily(family_dir(home, seed), seed, manifest)
-    return build_family(home, seed=seed, progress=progress)
+        return ToyFamily(root, seed, manifest)
+    return build_family(home, seed=seed, progress=progress, scale=scale)
