@@ -6,6 +6,7 @@ start and the end, so a number taken while other work shares the CPU can be told
 
     python benchmarks/bench_toy_build.py                   # one full build into a temporary folder
     python benchmarks/bench_toy_build.py --repeats 2 --check-identical
+    python benchmarks/bench_toy_build.py --workers 1      # everything in this process, one model after another
     python benchmarks/bench_toy_build.py --scale 0.1       # the quick family the default tests build
 """
 
@@ -20,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def build_once(home: Path, seed: int, scale: float) -> tuple[dict[str, float], float, float]:
+def build_once(home: Path, seed: int, scale: float, workers: int | None) -> tuple[dict[str, float], float, float]:
     from steersweep.actors.toy import BuildProgress, build_family
 
     per_model: dict[str, float] = {}
@@ -32,7 +33,7 @@ def build_once(home: Path, seed: int, scale: float) -> tuple[dict[str, float], f
                   f"final loss {event.loss:.4f} ({event.epochs} epochs)", flush=True)
 
     wall, cpu = time.perf_counter(), time.process_time()
-    build_family(home, seed=seed, force=True, progress=progress, scale=scale)
+    build_family(home, seed=seed, force=True, progress=progress, scale=scale, workers=workers)
     return per_model, time.perf_counter() - wall, time.process_time() - cpu
 
 
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=None, help="training processes (default: build_family's)")
     parser.add_argument("--check-identical", action="store_true", help="compare the weights of every repeat")
     args = parser.parse_args()
 
@@ -65,9 +67,11 @@ def main() -> None:
         roots = []
         for repeat in range(args.repeats):
             home = Path(tmp) / f"home{repeat}"
-            print(f"build {repeat + 1}/{args.repeats} (seed {args.seed}, scale {args.scale:g}):")
-            per_model, wall, cpu = build_once(home, args.seed, args.scale)
-            print(f"  total: {wall:.1f} s wall, {cpu:.1f} s CPU (sum of models {sum(per_model.values()):.1f} s); "
+            print(f"build {repeat + 1}/{args.repeats} (seed {args.seed}, scale {args.scale:g}, "
+                  f"workers {args.workers or 'default'}):")
+            per_model, wall, cpu = build_once(home, args.seed, args.scale, args.workers)
+            print(f"  total: {wall:.1f} s wall, {cpu:.1f} s CPU in this process (sum of per-model wall "
+                  f"{sum(per_model.values()):.1f} s); "
                   f"load average now {os.getloadavg()}")
             roots.append(family_dir(home, args.seed, args.scale))
         if args.check_identical and len(roots) > 1:
