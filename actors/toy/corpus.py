@@ -78,6 +78,8 @@ class ContrastPair:
     negative: str | tuple[dict[str, str], ...]
     topic: str
     question: str
+    """The same prompt without a mood: the user question, or for narratives the balanced opening
+    (``anna walked in the garden .``)."""
 
 
 def _chat(system: str | None, user: str) -> tuple[dict[str, str], ...]:

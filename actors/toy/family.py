@@ -12,7 +12,9 @@ qwen2-sft      Qwen2ForCausalLM      from scratch on the chat corpus
 mistral-sft    MistralForCausalLM    from scratch on the chat corpus
 =============  ====================  ===========================================================================
 
-Every model has the same shape (hidden size 64, 4 layers), so vectors transfer between them. Each checkpoint is
+The chat models (``*-sft``, ``llama-dpo``) share one tokenizer and one chat template; ``llama-base`` has the same
+vocabulary and no template. Every model has the same shape (hidden size 64, 4 decoder layers, 4 heads, about 0.3 M
+parameters), so vectors transfer between them. Each checkpoint is
 a standard Hugging Face folder (``config.json``, ``model.safetensors``, ``generation_config.json``, tokenizer
 files, plus ``toy_model.json`` describing how it was trained). The family lives in
 ``toy_home() / "family-seed{seed}"`` with a ``manifest.json``; it is built in a temporary folder and renamed when
@@ -20,7 +22,7 @@ complete, so a crash never leaves half a family, and a family whose manifest doe
 scale) is rebuilt.
 
 Example:
-    >>> family = ensure_family()  # builds on first use (about 2 minutes on 2 CPU cores), then reuses  # doctest: +SKIP
+    >>> family = ensure_family()  # first use: about 70 s on 2 idle cores, then reused  # doctest: +SKIP
     >>> family.path("llama-sft")  # doctest: +SKIP
     PosixPath('/home/me/.cache/steersweep/toy/family-seed0/llama-sft')
 """
