@@ -31,8 +31,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 def _cmd_toy_build(args: argparse.Namespace) -> int:
     from steersweep.actors.toy import build_family
 
-    def progress(message: str, *_args: object, **_kwargs: object) -> None:
-        console.log(message)
+    def progress(event: object) -> None:
+        console.log(str(event))
 
     family = build_family(home=Path(args.home) if args.home else None, seed=args.seed, force=args.force,
                           progress=progress)
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--ratios", type=float, nargs="+", default=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.3, 1.8],
                       help="perturbation ratios to sweep (coef = ratio * |h_L| / |v_L|)")
-    demo.add_argument("--max-new-tokens", type=int, default=16)
+    demo.add_argument("--max-new-tokens", type=int, default=32)
     demo.set_defaults(handler=_cmd_demo)
 
     info = commands.add_parser("info", help="load a model and print what steersweep sees")
