@@ -17,29 +17,19 @@ WORDS = (
     "and but so then we you they it runs sleeps sings waits here there today tomorrow always never "
     "small big old new green blue red tree river city road home light song story"
 ).split()
-SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
+    "{{ bos_token }}{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 ARCHITECTURES = ("llama", "qwen2", "mistral")
 
 
 def build_tiny_tokenizer(chat: bool = True):
-    """A word-level PreTrainedTokenizerFast over a 60-word vocabulary (round-trips any in-vocabulary text)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    """A one-token-per-word tokenizer over a 53-word vocabulary (round-trips in-vocabulary text under every
+    tokenizer class, Qwen2Tokenizer included, which transformers substitutes for a qwen2 checkpoint)."""
+    from steersweep.actors.toy import build_word_tokenizer
 
-    vocab = {token: i for i, token in enumerate(SPECIALS + WORDS)}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>", unk_token="<unk>", pad_token="<pad>"
-    )
-    tokenizer.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
-    return tokenizer
+    return build_word_tokenizer(WORDS, CHAT_TEMPLATE if chat else None)
 
 
 def build_tiny_model(architecture: str, vocab_size: int, seed: int = 0, num_layers: int = 4):
@@ -100,3 +90,21 @@ def ray_local():
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+SMALL_TOY_SCALE = 0.05
+"""Corpus scale of the quick toy family: every member trains on 5% of its corpus (seconds, not minutes)."""
+
+
+@pytest.fixture(scope="session")
+def small_family(tmp_path_factory):
+    """A complete toy family at 5% corpus scale, built once per session with two workers; its progress events too.
+
+    Its home is ``family.root.parent``: ``ensure_family(home, seed=0, scale=SMALL_TOY_SCALE)`` reuses it.
+    """
+    from steersweep.actors.toy import build_family
+
+    events = []
+    family = build_family(tmp_path_factory.mktemp("toy_home"), seed=0, scale=SMALL_TOY_SCALE, workers=2,
+                          progress=events.append)
+    return family, events

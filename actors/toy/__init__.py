@@ -47,7 +47,14 @@ from .language import (
     parse_sentence,
     sample_description,
 )
-from .tokenizer import CHAT_TEMPLATE, END_OF_TURN, SPECIAL_TOKENS, build_toy_tokenizer, toy_vocabulary
+from .tokenizer import (
+    CHAT_TEMPLATE,
+    END_OF_TURN,
+    SPECIAL_TOKENS,
+    build_toy_tokenizer,
+    build_word_tokenizer,
+    toy_vocabulary,
+)
 from .training import ARCHITECTURES, EpochReport, ToyConfig, TrainSequence, make_model, train_causal_lm
 
 __all__ = [
@@ -86,6 +93,7 @@ __all__ = [
     "TrainSequence",
     "build_family",
     "build_toy_tokenizer",
+    "build_word_tokenizer",
     "chat_corpus",
     "coherence",
     "contrast_prompts",

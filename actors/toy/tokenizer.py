@@ -77,11 +77,10 @@ def word_token(word: str) -> str:
     return SPACE + word
 
 
-def _vocabulary_and_merges() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def _vocabulary_and_merges(words: list[str]) -> tuple[dict[str, int], list[tuple[str, str]]]:
     from tokenizers.pre_tokenizers import ByteLevel
 
     vocabulary = {token: index for index, token in enumerate(SPECIAL_TOKENS)}
-    words = toy_vocabulary()
     for word in words:
         vocabulary[word_token(word)] = len(vocabulary)
     for symbol in sorted(ByteLevel.alphabet()):
@@ -105,9 +104,18 @@ def build_toy_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
     Plain text encoded with ``add_special_tokens=True`` starts with ``<bos>``. The EOS token is ``<eos>`` (the end
     of a narrative); the family's chat models set it to ``<|end|>``.
     """
+    return build_word_tokenizer(toy_vocabulary(), CHAT_TEMPLATE if chat else None)
+
+
+def build_word_tokenizer(words: list[str], chat_template: str | None) -> PreTrainedTokenizerFast:
+    """A one-token-per-word byte-level BPE tokenizer over ``words`` (sorted ids after the special tokens).
+
+    It loads back as the same tokens under ``PreTrainedTokenizerFast`` and under ``Qwen2Tokenizer`` (see the module
+    docstring); any other text falls apart into byte tokens. Tests use it to build tiny models of every class.
+    """
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-    vocabulary, merges = _vocabulary_and_merges()
+    vocabulary, merges = _vocabulary_and_merges(sorted(set(words)))
     backend = Tokenizer(models.BPE(vocab=vocabulary, merges=merges, unk_token=None, fuse_unk=False))
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([
@@ -123,6 +131,6 @@ def build_toy_tokenizer(chat: bool = True) -> PreTrainedTokenizerFast:
         model_max_length=256, clean_up_tokenization_spaces=False, add_prefix_space=True,
     )
     tokenizer.add_special_tokens({"additional_special_tokens": [*ROLE_TOKENS, END_OF_TURN]})
-    if chat:
-        tokenizer.chat_template = CHAT_TEMPLATE
+    if chat_template:
+        tokenizer.chat_template = chat_template
     return tokenizer

@@ -85,20 +85,44 @@ def test_per_token_capture_and_components(workers):
         reply.get(1, "residual", "response[:]")
 
 
-def test_replay_captures_the_same_tokens_as_generation(ray_local, tiny_model_dirs):
+def _assert_same_capture(replayed, generated):
+    assert replayed.response_token_ids == generated.response_token_ids
+    for key, value in generated.activations.items():
+        np.testing.assert_allclose(replayed.activations[key], value, rtol=1e-5, atol=1e-6)
+
+
+POSITIONS = ("response[:5]", "response[:]", "prompt[-1]")
+
+
+def test_replaying_generated_token_ids_captures_the_same_tokens(ray_local, tiny_model_dirs):
+    """Token ids replay exactly, whatever the generation (a random model emits arbitrary byte pieces)."""
     actor = ModelActor.remote(ModelSpec(str(tiny_model_dirs["mistral"])))
-    positions = ("response[:5]", "response[:]", "prompt[-1]")
     generated = ray_local.get(actor.capture.remote(
-        CaptureRequest(prompts=PROMPTS, generate=True, max_new_tokens=10, positions=positions)
+        CaptureRequest(prompts=PROMPTS, generate=True, max_new_tokens=10, positions=POSITIONS)
     ))
     assert all(len(ids) > 0 for ids in generated.response_token_ids)
-    for replay_input in (generated.responses, generated.response_token_ids):
-        replayed = ray_local.get(actor.capture.remote(
-            CaptureRequest(prompts=PROMPTS, responses=tuple(replay_input), positions=positions)
-        ))
-        assert replayed.response_token_ids == generated.response_token_ids
-        for key, value in generated.activations.items():
-            np.testing.assert_allclose(replayed.activations[key], value, rtol=1e-5, atol=1e-6)
+    replayed = ray_local.get(actor.capture.remote(
+        CaptureRequest(prompts=PROMPTS, responses=generated.response_token_ids, positions=POSITIONS)
+    ))
+    _assert_same_capture(replayed, generated)
+    ray_local.kill(actor)
+
+
+def test_replaying_generated_text_captures_the_same_tokens(ray_local, small_family):
+    """A trained model (the toy qwen2-sft, under transformers' Qwen2Tokenizer) writes text that replays exactly."""
+    from steersweep.actors.toy import evaluation_questions
+
+    family, _ = small_family
+    actor = ModelActor.remote(ModelSpec(str(family.path("qwen2-sft"))))
+    questions = tuple(evaluation_questions()[:6])
+    generated = ray_local.get(actor.capture.remote(
+        CaptureRequest(prompts=questions, generate=True, max_new_tokens=24, positions=POSITIONS)
+    ))
+    assert all(len(ids) > 3 for ids in generated.response_token_ids)
+    replayed = ray_local.get(actor.capture.remote(
+        CaptureRequest(prompts=questions, responses=generated.responses, positions=POSITIONS)
+    ))
+    _assert_same_capture(replayed, generated)
     ray_local.kill(actor)
 
 

@@ -106,14 +106,14 @@ def test_chat_and_base_prompts(workers, tiny_base_model_dir):
     chat = workers["llama"].tokenizer
     rendered = chat.convert_ids_to_tokens(encode_prompt(chat, ({"role": "system", "content": "very happy"},
                                                                {"role": "user", "content": "the cat"})))
-    assert rendered == ["<bos>", "<|system|>", "very", "happy", "<|end|>", "<|user|>", "the", "cat", "<|end|>",
+    assert rendered == ["<bos>", "<|system|>", "Ġvery", "Ġhappy", "<|end|>", "<|user|>", "Ġthe", "Ġcat", "<|end|>",
                         "<|assistant|>"]
     base = ModelWorker(ModelSpec(str(tiny_base_model_dir)))
     assert base.info().has_chat_template is False
     # Without a chat template the text is tokenized as it is, with whatever specials the tokenizer itself adds.
     plain = base.tokenizer("the cat")["input_ids"]
     assert encode_prompt(base.tokenizer, "the cat") == plain
-    assert base.tokenizer.convert_ids_to_tokens(plain)[-2:] == ["the", "cat"]
+    assert base.tokenizer.convert_ids_to_tokens(plain)[-2:] == ["Ġthe", "Ġcat"]
     with pytest.raises(PromptError, match="no chat template"):
         base.steer(SteerRequest(rows=(SteerRow(({"role": "user", "content": "hi"},)),)))
 

@@ -8,13 +8,12 @@ from rich.console import Console
 
 from steersweep.engine.demo import DemoOptions, RunDirMismatchError, run_demo
 
-SMALL = 0.05  # corpus scale of the toy family: seconds to build instead of minutes
-
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, ray_local):
-    home = tmp_path_factory.mktemp("toy_home")
-    options = DemoOptions(run_dir=tmp_path_factory.mktemp("demo") / "run", home=home, toy_scale=SMALL,
+def demo_run(tmp_path_factory, ray_local, small_family):
+    family, _ = small_family
+    options = DemoOptions(run_dir=tmp_path_factory.mktemp("demo") / "run", home=family.root.parent,
+                          toy_scale=family.manifest["scale"],
                           ratios=(0.0, 0.6, 2.0), n_contrast=16, n_questions=4, max_new_tokens=24)
     trials = run_demo(options, console=Console(record=True, width=140))
     return options, trials
