@@ -131,13 +131,15 @@ def test_saved_vector_equals_the_method_applied_to_the_parquet_activations(tmp_p
     assert outcome.generated_rollouts == 0  # prompt positions only: nothing to generate
     data = ActivationSet.read(run.activation_path("tiny", "cheerful", "residual", "prompt[-1]"))
     saved = TraitVector.load(run.vector_path("tiny", "cheerful", "mean_diff+cos0.5+pca1", "residual", "prompt[-1]"))
-    assert json.loads(saved.metadata["cosine_dropped_positive"]) == [0, 0, 0, 0]
-    from steersweep.analysis import pca_denoise
+    from steersweep.analysis import cosine_filter, pca_denoise
 
     train = data.split == "train"
     pos = data.activations[train & data.is_positive].astype(np.float64)
     neg = data.activations[train & ~data.is_positive].astype(np.float64)
-    denoised = pca_denoise(pos, neg, 1)
+    kept_pos, kept_neg = cosine_filter(pos, 0.5), cosine_filter(neg, 0.5)
+    assert json.loads(saved.metadata["cosine_dropped_positive"]) == kept_pos.n_dropped
+    assert json.loads(saved.metadata["cosine_dropped_negative"]) == kept_neg.n_dropped
+    denoised = pca_denoise(kept_pos.kept, kept_neg.kept, 1)
     np.testing.assert_array_equal(saved.vectors, mean_diff(denoised.positive, denoised.negative).vectors)
     assert probe  # the probe file exists as well
     assert run.vector_path("tiny", "cheerful", "probe+cos0.5+pca1", "residual", "prompt[-1]").exists()
