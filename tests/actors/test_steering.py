@@ -174,3 +174,39 @@ def test_unknown_vector_and_nan_vector_are_clear_errors(workers):
     worker.load_vectors({"partial": {0: bad[0]}})
     with pytest.raises(VectorError, match="has no layer 2"):
         worker.steer(SteerRequest(rows=(SteerRow("the cat", (SteeringTerm("partial", 2, 1.0),)),)))
+
+
+@pytest.mark.parametrize("architecture", ["gemma2", "olmo", "olmo2"])
+@pytest.mark.parametrize("component", ["residual", "attn_out", "mlp_out"])
+def test_gemma2_and_olmo_layouts_steer_like_the_reference(architecture, component):
+    from transformers import (
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        Olmo2Config,
+        Olmo2ForCausalLM,
+        OlmoConfig,
+        OlmoForCausalLM,
+    )
+
+    from steersweep.actors import resolve_layout
+
+    config_class, model_class = {
+        "gemma2": (Gemma2Config, Gemma2ForCausalLM), "olmo": (OlmoConfig, OlmoForCausalLM),
+        "olmo2": (Olmo2Config, Olmo2ForCausalLM),
+    }[architecture]
+    torch.manual_seed(0)
+    model = model_class(config_class(
+        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=64, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )).eval()
+    layout = resolve_layout(model)
+    vector = 2.0 * torch.randn(32)
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        plain = model(ids).logits
+        with steering(model, layout, SteeringDeltas({(1, component): vector[None, :]})):
+            hooked = model(ids).logits
+        with reference_addition(model, component_module(model, layout, 1, component), vector):
+            reference = model(ids).logits
+    assert not torch.allclose(plain, reference, atol=1e-4)
+    torch.testing.assert_close(hooked, reference, rtol=1e-5, atol=1e-5)
