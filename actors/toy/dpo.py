@@ -13,8 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -29,13 +27,9 @@ from .training import (
     TrainSequence,
     collate,
     encode_chat_example,
-    learning_rate,
-    make_optimizer,
     sequence_logprobs,
-    single_thread,
+    train_epochs,
 )
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,63 +76,27 @@ def train_dpo(
     ``config`` supplies the optimiser settings (epochs, batch size, learning rate, warm-up, weight decay). Runs on
     one thread, deterministic given ``seed``.
     """
-    with single_thread():
-        return _train_dpo(policy, reference, pairs, config, seed, pad_id, beta, sft_weight, on_epoch)
-
-
-def _train_dpo(
-    policy: PreTrainedModel,
-    reference: PreTrainedModel,
-    pairs: Sequence[EncodedPair],
-    config: ToyConfig,
-    seed: int,
-    pad_id: int,
-    beta: float,
-    sft_weight: float,
-    on_epoch: Callable[[EpochReport], None] | None,
-) -> list[float]:
     if not pairs:
         raise ValueError("pairs: nothing to train on; give at least one preference pair")
     if beta <= 0:
         raise ValueError(f"beta: {beta} must be > 0 (it scales the implicit reward)")
     reference.eval()
     reference.requires_grad_(False)
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(policy, config)
-    policy.train()
-    epoch_losses = []
-    step = 0
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(pairs), generator=generator).tolist()
-        loss_sum, batches = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            batch = [pairs[i] for i in order[start: start + config.batch_size]]
-            # Chosen and rejected go through the model as one batch: rows [0, n) chosen, [n, 2n) rejected.
-            input_ids, attention_mask, labels = collate(
-                [pair.chosen for pair in batch] + [pair.rejected for pair in batch], pad_id
-            )
-            with torch.no_grad():
-                reference_logprobs, _ = sequence_logprobs(reference, input_ids, attention_mask, labels)
-            policy_logprobs, token_counts = sequence_logprobs(policy, input_ids, attention_mask, labels)
-            n = len(batch)
-            loss = dpo_loss(policy_logprobs[:n], policy_logprobs[n:], reference_logprobs[:n],
-                            reference_logprobs[n:], beta)
-            if sft_weight:
-                loss = loss - sft_weight * policy_logprobs[:n].sum() / token_counts[:n].sum()
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            loss_sum += loss.item()
-            batches += 1
-        epoch_losses.append(loss_sum / batches)
-        logger.info("dpo epoch %d/%d: loss %.4f", epoch + 1, config.epochs, epoch_losses[-1])
-        if on_epoch is not None:
-            on_epoch(EpochReport(epoch + 1, config.epochs, epoch_losses[-1], step))
-    policy.eval()
-    return epoch_losses
+
+    def batch_loss(batch: list[EncodedPair]) -> tuple[torch.Tensor, int]:
+        # Chosen and rejected go through the model as one batch: rows [0, n) chosen, [n, 2n) rejected.
+        input_ids, attention_mask, labels = collate(
+            [pair.chosen for pair in batch] + [pair.rejected for pair in batch], pad_id
+        )
+        with torch.no_grad():
+            reference_logprobs, _ = sequence_logprobs(reference, input_ids, attention_mask, labels)
+        policy_logprobs, token_counts = sequence_logprobs(policy, input_ids, attention_mask, labels)
+        n = len(batch)
+        loss = dpo_loss(policy_logprobs[:n], policy_logprobs[n:], reference_logprobs[:n],
+                        reference_logprobs[n:], beta)
+        if sft_weight:
+            loss = loss - sft_weight * policy_logprobs[:n].sum() / token_counts[:n].sum()
+        # Weight 1: the epoch loss is the mean over batches.
+        return loss, 1
+
+    return train_epochs(policy, pairs, config, seed, batch_loss, on_epoch, "dpo epoch %d/%d: loss %.4f")

@@ -18,6 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -28,6 +29,8 @@ from .tokenizer import END_OF_TURN, EOS
 logger = logging.getLogger(__name__)
 
 ARCHITECTURES: tuple[str, ...] = ("llama", "qwen2", "mistral")
+
+_Item = TypeVar("_Item")
 
 
 @dataclass(frozen=True)
@@ -194,48 +197,60 @@ def train_causal_lm(
     Deterministic: the batch order comes from a generator seeded with ``seed``, nothing else is random, and torch
     runs on one thread (see :func:`single_thread`).
     """
-    with single_thread():
-        return _train_causal_lm(model, sequences, config, seed, pad_id, on_epoch)
-
-
-def _train_causal_lm(
-    model: PreTrainedModel,
-    sequences: Sequence[TrainSequence],
-    config: ToyConfig,
-    seed: int,
-    pad_id: int,
-    on_epoch: Callable[[EpochReport], None] | None,
-) -> list[float]:
     if not sequences:
         raise ValueError("sequences: nothing to train on; give at least one training sequence")
-    generator = torch.Generator().manual_seed(seed)
-    steps_per_epoch = math.ceil(len(sequences) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(model, config)
-    model.train()
-    epoch_losses = []
-    step = 0
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(sequences), generator=generator).tolist()
-        total_loss, total_tokens = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            batch = [sequences[i] for i in order[start: start + config.batch_size]]
-            input_ids, attention_mask, labels = collate(batch, pad_id)
-            logprob_sums, token_counts = sequence_logprobs(model, input_ids, attention_mask, labels)
-            loss = -logprob_sums.sum() / token_counts.sum()
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(step, total_steps, config)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            step += 1
-            total_loss += loss.item() * int(token_counts.sum())
-            total_tokens += int(token_counts.sum())
-        epoch_losses.append(total_loss / total_tokens)
-        logger.info("epoch %d/%d: loss %.4f nats/token", epoch + 1, config.epochs, epoch_losses[-1])
-        if on_epoch is not None:
-            on_epoch(EpochReport(epoch + 1, config.epochs, epoch_losses[-1], step))
-    model.eval()
-    return epoch_losses
 
+    def batch_loss(batch: list[TrainSequence]) -> tuple[torch.Tensor, int]:
+        input_ids, attention_mask, labels = collate(batch, pad_id)
+        logprob_sums, token_counts = sequence_logprobs(model, input_ids, attention_mask, labels)
+        # Weighted by tokens so that the epoch loss is per token, not per batch (the last batch may be short).
+        return -logprob_sums.sum() / token_counts.sum(), int(token_counts.sum())
+
+    return train_epochs(model, sequences, config, seed, batch_loss, on_epoch, "epoch %d/%d: loss %.4f nats/token")
+
+
+def train_epochs(
+    model: PreTrainedModel,
+    items: Sequence[_Item],
+    config: ToyConfig,
+    seed: int,
+    batch_loss: Callable[[list[_Item]], tuple[torch.Tensor, int]],
+    on_epoch: Callable[[EpochReport], None] | None,
+    log_format: str,
+) -> list[float]:
+    """The loop shared by the toy trainers; returns the mean loss of every epoch.
+
+    Each epoch walks ``items`` in a fresh order drawn from a generator seeded with ``seed``, in batches of
+    ``config.batch_size``; ``batch_loss`` turns one batch into its loss tensor and a weight, and one AdamW step (see
+    :func:`make_optimizer`, :func:`learning_rate`, gradients clipped to norm 1) follows. The epoch loss is the
+    weighted mean of the batch losses. Runs on one thread (see :func:`single_thread`); ``log_format`` takes the epoch,
+    the number of epochs and the loss.
+    """
+    with single_thread():
+        generator = torch.Generator().manual_seed(seed)
+        steps_per_epoch = math.ceil(len(items) / config.batch_size)
+        total_steps = steps_per_epoch * config.epochs
+        optimizer = make_optimizer(model, config)
+        model.train()
+        epoch_losses = []
+        step = 0
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(items), generator=generator).tolist()
+            total_loss, total_weight = 0.0, 0
+            for start in range(0, len(order), config.batch_size):
+                loss, weight = batch_loss([items[i] for i in order[start: start + config.batch_size]])
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, total_steps, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                step += 1
+                total_loss += loss.item() * weight
+                total_weight += weight
+            epoch_losses.append(total_loss / total_weight)
+            logger.info(log_format, epoch + 1, config.epochs, epoch_losses[-1])
+            if on_epoch is not None:
+                on_epoch(EpochReport(epoch + 1, config.epochs, epoch_losses[-1], step))
+        model.eval()
+        return epoch_losses
