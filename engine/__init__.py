@@ -10,11 +10,11 @@ _EXPORTS = {
     "ConfigChangedError": "rundir",
     "RunDir": "rundir",
     "position_slug": "rundir",
-    "ExtractionError": "extraction",
-    "ExtractionOutcome": "extraction",
-    "ExtractionPlan": "extraction",
-    "JudgeVetting": "extraction",
-    "RolloutJudge": "extraction",
+    "ExtractionError": "extraction_plan",
+    "ExtractionOutcome": "extraction_plan",
+    "ExtractionPlan": "extraction_plan",
+    "JudgeVetting": "extraction_plan",
+    "RolloutJudge": "extraction_plan",
     "extract_trait_vectors": "extraction",
 }
 
