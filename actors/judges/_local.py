@@ -7,7 +7,9 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..loading import ModelSpec, load_model
+from ..loading import ModelSpec
+from ..messages import PromptInput
+from ..model_worker import ModelWorker
 from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
 from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
@@ -19,12 +21,11 @@ logger = logging.getLogger(__name__)
 PromptLike = str | Sequence[Mapping[str, str]]
 
 
-class LocalJudgeWorker:
-    """Hosts one causal LM and returns the top-k next tokens after each prompt, batched (no generation).
+class LocalJudgeWorker(ModelWorker):
+    """A ``ModelWorker`` for judging: the same batched ``top_logprobs``, plus base-model support for judge prompts.
 
-    The same contract as ``ModelWorker.top_logprobs``, so a ``LocalJudge`` runs on either. Prompts are chat
-    conversations (rendered with the tokenizer's chat template and the generation prompt) or, for a base model
-    without a template, plain strings.
+    Prompts are chat conversations (rendered with the tokenizer's chat template and the generation prompt) or, for
+    a base model without a template, plain strings; a one-turn judge prompt is read as plain text by a base model.
 
     Example:
         >>> worker = LocalJudgeWorker(ModelSpec("Qwen/Qwen2.5-7B-Instruct"))  # doctest: +SKIP
@@ -35,66 +36,27 @@ class LocalJudgeWorker:
     def __init__(self, spec: ModelSpec, max_batch_size: int = 16) -> None:
         if max_batch_size < 1:
             raise JudgeConfigError(f"max_batch_size: {max_batch_size} must be >= 1")
-        self.spec = spec
-        self.max_batch_size = max_batch_size
-        self.model, self.tokenizer = load_model(spec)
-        self.device = next(self.model.parameters()).device
+        super().__init__(spec, max_batch_size=max_batch_size)
 
     def model_id(self) -> str:
         return f"local:{self.spec.name or self.spec.path}"
 
-    def _encode(self, prompt: PromptLike, index: int) -> list[int]:
-        tokenizer = self.tokenizer
-        if tokenizer.chat_template:
-            messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else [dict(m) for m in prompt]
-            text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        elif isinstance(prompt, str):
-            ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        elif len(prompt) == 1:
+    def _as_model_prompt(self, prompt: PromptLike, index: int) -> PromptInput:
+        if isinstance(prompt, str):
+            return prompt
+        if self.tokenizer.chat_template:
+            return tuple(dict(message) for message in prompt)
+        if len(prompt) == 1:
             # a judge prompt is one user turn: a base model reads its text as it is
-            ids = tokenizer(prompt[0]["content"], add_special_tokens=True)["input_ids"]
-        else:
-            raise JudgeConfigError(
-                f"prompts[{index}]: a multi-turn conversation needs a chat template, and the tokenizer of "
-                f"{self.spec.path!r} has none; use an instruct model as the local judge"
-            )
-        if not ids:
-            raise JudgeConfigError(f"prompts[{index}]: encodes to no tokens")
-        return list(ids)
+            return prompt[0]["content"]
+        raise JudgeConfigError(
+            f"prompts[{index}]: a multi-turn conversation needs a chat template, and the tokenizer of "
+            f"{self.spec.path!r} has none; use an instruct model as the local judge"
+        )
 
     def top_logprobs(self, prompts: Sequence[PromptLike], k: int = 20) -> list[list[tuple[str, float]]]:
         """The ``k`` most likely next tokens after each prompt: ``[(decoded token, natural-log probability)]``."""
-        import torch
-
-        encoded = [self._encode(prompt, i) for i, prompt in enumerate(prompts)]
-        # similar lengths share a batch, so little compute goes to padding
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        results: list[list[tuple[str, float]]] = [[] for _ in encoded]
-        pad_id = self.tokenizer.pad_token_id
-        for start in range(0, len(order), self.max_batch_size):
-            batch = order[start : start + self.max_batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):
-                input_ids[row, width - len(encoded[i]) :] = torch.tensor(encoded[i])
-                attention_mask[row, width - len(encoded[i]) :] = 1
-            # positions count real tokens only, so a left-padded row sees what it would see alone
-            position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.inference_mode():
-                logits = self.model(
-                    input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device),
-                    position_ids=position_ids.to(self.device), use_cache=False,
-                ).logits[:, -1, :]
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            values, indices = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
-            for row, i in enumerate(batch):
-                results[i] = [
-                    (self.tokenizer.decode([token]), logprob)
-                    for token, logprob in zip(indices[row].tolist(), values[row].tolist(), strict=True)
-                ]
-        return results
+        return super().top_logprobs([self._as_model_prompt(p, i) for i, p in enumerate(prompts)], k)
 
 
 def local_judge_actor(spec: ModelSpec, *, num_gpus: float = 0, max_batch_size: int = 16, **actor_options: Any) -> Any:
