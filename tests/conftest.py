@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,30 +32,16 @@ def build_tiny_tokenizer(chat: bool = True):
 
 
 def build_tiny_model(architecture: str, vocab_size: int, seed: int = 0, num_layers: int = 4):
-    """A tiny randomly initialised causal LM of a real transformers class (float32, eval mode)."""
-    from transformers import (
-        LlamaConfig,
-        LlamaForCausalLM,
-        MistralConfig,
-        MistralForCausalLM,
-        Qwen2Config,
-        Qwen2ForCausalLM,
-    )
+    """A tiny randomly initialised causal LM of a real transformers class (float32, eval mode).
 
-    common = dict(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=num_layers,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, initializer_range=0.2,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False,
-    )
-    classes = {
-        "llama": (LlamaConfig, LlamaForCausalLM),
-        "qwen2": (Qwen2Config, Qwen2ForCausalLM),
-        "mistral": (MistralConfig, MistralForCausalLM),
-    }
-    config_class, model_class = classes[architecture]
-    torch.manual_seed(seed)
-    model = model_class(config_class(**common))
-    return model.eval()
+    Built by the toy family's ``make_model`` with a wide initialisation, so a random model's next-token
+    distribution is peaked enough for greedy decoding to be far from ties.
+    """
+    from steersweep.actors.toy import ToyConfig, make_model
+
+    config = ToyConfig(architecture, hidden_size=32, num_layers=num_layers, num_heads=4, num_kv_heads=2,
+                       intermediate_size=64, max_positions=256, initializer_range=0.2)
+    return make_model(config, vocab_size, seed, {"pad": 0, "bos": 1, "eos": 2}).eval()
 
 
 def save_tiny_model(architecture: str, folder: Path, seed: int = 0, chat: bool = True) -> Path:

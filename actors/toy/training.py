@@ -48,6 +48,8 @@ class ToyConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 192
     max_positions: int = 128
+    initializer_range: float = 0.05
+    """Standard deviation of the initial weights (tests use larger values for peaked random models)."""
     epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 3e-3
@@ -103,7 +105,7 @@ def make_model(config: ToyConfig, vocab_size: int, seed: int, special_ids: dict[
         num_hidden_layers=config.num_layers, num_attention_heads=config.num_heads,
         num_key_value_heads=config.num_kv_heads, max_position_embeddings=config.max_positions,
         bos_token_id=special_ids["bos"], eos_token_id=special_ids["eos"], pad_token_id=special_ids["pad"],
-        tie_word_embeddings=False, initializer_range=0.05, rms_norm_eps=1e-5,
+        tie_word_embeddings=False, initializer_range=config.initializer_range, rms_norm_eps=1e-5,
     )
     if config.architecture == "llama":
         model_config, model_class = LlamaConfig(**shape), LlamaForCausalLM
