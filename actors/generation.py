@@ -63,7 +63,7 @@ def decode(
     ``before_forward(offset)`` is called before every forward pass with the absolute (padded) position of its first
     token, so hooks can tell prompt positions from generated ones.
     """
-    device = next(model.parameters()).device if input_ids.device.type == "meta" else input_ids.device
+    device = input_ids.device
     batch = input_ids.shape[0]
     generators = None
     if config.do_sample:

@@ -27,6 +27,7 @@ from .messages import (
     ProjectReply,
     ProjectRequest,
     PromptInput,
+    SteeringTerm,
     SteerReply,
     SteerRequest,
     SteerRow,
@@ -136,22 +137,33 @@ class ModelWorker:
     def vector_ids(self) -> list[str]:
         return sorted(self._vectors)
 
+    def _term_layer(self, term: SteeringTerm) -> int:
+        """The term's layer as a 0-based index, after checking its vector is loaded at that layer."""
+        if term.vector_id not in self._vectors:
+            loaded = ", ".join(sorted(self._vectors)) or "none"
+            raise VectorError(
+                f"steering term names vector {term.vector_id!r}, which is not loaded (loaded: {loaded}); "
+                "call load_vectors first"
+            )
+        layer = check_layer(self.model, self.layout, term.layer)
+        if layer not in self._vector_layers[term.vector_id]:
+            raise VectorError(
+                f"vector {term.vector_id!r} has no layer {layer} (it has "
+                f"{sorted(self._vector_layers[term.vector_id])}); load that layer or steer another"
+            )
+        return layer
+
+    def _check_terms(self, rows: Sequence[SteerRow]) -> None:
+        """Fail on a bad term of any row before the first batch runs."""
+        for row in rows:
+            for term in row.terms:
+                self._term_layer(term)
+
     def _deltas(self, rows: Sequence[SteerRow]) -> dict[tuple[int, str], torch.Tensor]:
         deltas: dict[tuple[int, str], torch.Tensor] = {}
         for row_index, row in enumerate(rows):
             for term in row.terms:
-                if term.vector_id not in self._vectors:
-                    loaded = ", ".join(sorted(self._vectors)) or "none"
-                    raise VectorError(
-                        f"steering term names vector {term.vector_id!r}, which is not loaded (loaded: {loaded}); "
-                        "call load_vectors first"
-                    )
-                layer = check_layer(self.model, self.layout, term.layer)
-                if layer not in self._vector_layers[term.vector_id]:
-                    raise VectorError(
-                        f"vector {term.vector_id!r} has no layer {layer} (it has "
-                        f"{sorted(self._vector_layers[term.vector_id])}); load that layer or steer another"
-                    )
+                layer = self._term_layer(term)
                 key = (layer, term.component)
                 if key not in deltas:
                     deltas[key] = torch.zeros(len(rows), self.hidden_size, device=self.device)
@@ -179,6 +191,7 @@ class ModelWorker:
         self, request: SteerRequest, rows: Sequence[SteerRow], prompt_ids: Sequence[list[int]],
         record: list[tuple[int, str]] | None = None,
     ) -> tuple[list[list[int]], list[bool], dict[tuple[int, str], list[torch.Tensor]]]:
+        """One batch; ``rows`` come from ``_with_seed``, so every row carries its sampling seed."""
         input_ids, attention_mask = left_pad(prompt_ids, self.tokenizer.pad_token_id)
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         width = input_ids.shape[1]
@@ -192,18 +205,17 @@ class ModelWorker:
             max_new_tokens=request.max_new_tokens, do_sample=request.do_sample, temperature=request.temperature,
             top_p=request.top_p, stop_at_eos=request.stop_at_eos,
         )
-        seeds = [row.seed if row.seed is not None else request.seed + i for i, row in enumerate(rows)]
         with steering(self.model, self.layout, plan), capturing(self.model, self.layout, record or []) as records:
             output = decode(
                 self.model, input_ids, attention_mask, config, self._eos_ids, self.tokenizer.pad_token_id,
-                seeds=seeds, before_forward=advance,
+                seeds=[row.seed for row in rows], before_forward=advance,
             )
         return output.tokens, output.stopped_at_eos, records
 
     def steer(self, request: SteerRequest) -> SteerReply:
         """Generate for every row with that row's own steering; rows come back in request order."""
         started = time.perf_counter()
-        self._deltas(request.rows)  # validate every term before any work
+        self._check_terms(request.rows)
         prompt_ids = [encode_prompt(self.tokenizer, row.prompt) for row in request.rows]
         tokens: list[list[int]] = [[] for _ in request.rows]
         stopped = [False] * len(request.rows)
@@ -241,7 +253,7 @@ class ModelWorker:
                              f"{', '.join(STEERABLE_COMPONENTS)}")
         started = time.perf_counter()
         steer_request = request.steer
-        self._deltas(steer_request.rows)
+        self._check_terms(steer_request.rows)
         layers = [check_layer(self.model, self.layout, layer) for layer in request.layers]
         units = []
         for vector_id in request.vector_ids:
