@@ -25,6 +25,8 @@ from steersweep.actors.arrow_io import read_parquet_dir, write_parquet_atomic
 from steersweep.actors.judges import JudgeCache, RuleJudge, TraitDefinition
 from steersweep.analysis import TraitVector, mean_diff
 
+from .rundir import RunDir
+
 logger = logging.getLogger(__name__)
 
 TRAIT = TraitDefinition(
@@ -90,8 +92,8 @@ def _ray():
 def _extract_vector(ray, actor, options: DemoOptions, console: Console) -> TraitVector:
     from steersweep.actors.toy import contrast_prompts
 
-    path = options.run_dir / "vectors" / options.source_model / TRAIT.name / "mean_diff" / "residual" / (
-        f"{VECTOR_POSITION}.safetensors")
+    path = RunDir(options.run_dir).vector_path(options.source_model, TRAIT.name, "mean_diff", "residual",
+                                               VECTOR_POSITION)
     if path.exists():
         console.log(f"vector: reusing {path}")
         return TraitVector.load(path)
@@ -157,7 +159,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> pa.Table:
                            progress=lambda event: console.log(str(event)))
     questions = evaluation_questions()[: options.n_questions]
     ray = _ray()
-    responses_dir = options.run_dir / "data" / "responses"
+    run = RunDir(options.run_dir)
+    responses_dir = run.responses_dir
     done = {path.stem for path in responses_dir.glob("*.parquet")} if responses_dir.exists() else set()
     actors = {model: ModelActor.remote(ModelSpec(str(family.paths[model]), name=model))
               for model in {options.source_model, *options.target_models}}
@@ -183,7 +186,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> pa.Table:
     responses = read_parquet_dir(responses_dir)
     assert responses is not None
     trials = pa.Table.from_pylist(_trials(responses))
-    write_parquet_atomic(trials, options.run_dir / "data" / "trials" / "demo.parquet")
+    write_parquet_atomic(trials, run.trials_dir / "demo.parquet")
     _print_summary(trials, options, console)
     return trials
 

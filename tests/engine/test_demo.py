@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 from rich.console import Console
 
+from steersweep.engine import RunDir
 from steersweep.engine.demo import DemoOptions, RunDirMismatchError, run_demo
 
 
@@ -30,8 +31,8 @@ def test_demo_writes_trials_responses_vectors_and_judgments(demo_run):
         responses = pq.read_table(options.run_dir / "data" / "responses" / f"{model}.parquet")
         assert responses.num_rows == n_layers * len(options.ratios) * options.n_questions
         assert all(0 <= s <= 100 for s in responses.column("trait_score").to_pylist())
-    vector = options.run_dir / "vectors" / options.source_model / "optimism" / "mean_diff" / "residual"
-    assert (vector / "response[:5].safetensors").exists()
+    run = RunDir(options.run_dir)
+    assert run.vector_path(options.source_model, "optimism", "mean_diff", "residual", "response[:5]").exists()
     assert any((options.run_dir / "data" / "judgments").glob("*.parquet"))
 
 
