@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 NAMESPACE = "steersweep"
 DEFAULT_MAX_RESTARTS = 3
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception): ")
 
 
 @dataclass(frozen=True)
@@ -229,13 +231,12 @@ def wait_loaded(handles: Mapping[tuple[str, int], Any], timeout_s: float | None 
 
 
 def _load_message(error: Exception) -> str:
-    """The loader's own message out of a RayActorError (its ``__init__`` raised)."""
-    cause = getattr(error, "cause", None) or getattr(error, "creation_task_error", None)
-    text = str(cause or error)
-    for line in text.splitlines():
-        if "ModelLoadError" in line or "Error:" in line:
-            return line.split(": ", 1)[-1].strip() if "ModelLoadError" in line else line.strip()
-    return text.strip().splitlines()[-1] if text.strip() else repr(error)
+    """The loader's own message out of a RayActorError whose ``__init__`` raised: the ModelLoadError line of the
+    traceback Ray carries, else its last exception line."""
+    text = str(error)
+    lines = [line.strip() for line in text.splitlines() if _EXCEPTION_LINE.match(line.strip())]
+    chosen = next((line for line in lines if "ModelLoadError" in line), lines[-1] if lines else text.strip())
+    return chosen.split("ModelLoadError: ", 1)[-1]
 
 
 def memory_gib(value: int) -> str:
