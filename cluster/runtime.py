@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 NAMESPACE = "steersweep"
 DEFAULT_MAX_RESTARTS = 3
+DEFAULT_TOKEN_PATH = Path.home() / ".ray" / "auth_token"
 _EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception): ")
 
 
@@ -67,7 +68,8 @@ def _configure_token_auth(options: RayOptions) -> bool:
 
     Ray 2.59+ starts local clusters with token auth on (``~/.ray/auth_token``, generated when missing) and turns
     it on for ``address=auto`` when a token file exists, but a client given an explicit address only sends a token
-    when ``RAY_AUTH_MODE=token``: so when a token is configured and the mode is unset, set it.
+    when ``RAY_AUTH_MODE=token``: so when a token is at hand (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH``,
+    ``auth_token_path`` or ``~/.ray/auth_token``) and the mode is unset, set it; ``RAY_AUTH_MODE=disabled`` opts out.
     """
     if options.auth_token_path:
         path = Path(options.auth_token_path).expanduser()
@@ -75,9 +77,13 @@ def _configure_token_auth(options: RayOptions) -> bool:
             raise FileNotFoundError(f"auth_token_path: {path} does not exist; copy the cluster's token there "
                                     "(`ray get-auth-token` on the head node) or set RAY_AUTH_TOKEN")
         os.environ["RAY_AUTH_TOKEN_PATH"] = str(path)
-    has_token = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"))
+    has_token = bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                     or DEFAULT_TOKEN_PATH.is_file())
     if has_token and "RAY_AUTH_MODE" not in os.environ:
         os.environ["RAY_AUTH_MODE"] = "token"
+        from ray._raylet import Config
+
+        Config.initialize("")  # Ray caches its config at import; re-read the mode (as ray.init does for local)
     return os.environ.get("RAY_AUTH_MODE", "token" if options.address in (None, "auto") else "").lower() == "token"
 
 
