@@ -13,6 +13,7 @@ from .placement import (
     plan_placement,
     plan_text,
 )
+from .plan import ModelNeed, plan_models, plan_models_text
 from .resilience import ActorLostError, ResilientModel, is_out_of_memory, merge_replies, pin_seeds
 from .runtime import (
     NAMESPACE,
@@ -39,6 +40,7 @@ __all__ = [
     "ActorStatus",
     "Inventory",
     "MetricInfo",
+    "ModelNeed",
     "ModelRequirement",
     "ModelShape",
     "ModelSizeError",
@@ -59,6 +61,8 @@ __all__ = [
     "merge_replies",
     "metrics_endpoints",
     "pin_seeds",
+    "plan_models",
+    "plan_models_text",
     "plan_placement",
     "plan_text",
     "read_metric",

@@ -150,3 +150,17 @@ def test_shape_from_an_index_and_a_missing_field(tmp_path):
         ModelShape.from_config({k: v for k, v in LLAMA3_8B.items() if k != "vocab_size"})
     with pytest.raises(ModelSizeError, match=r"no config\.json"):
         ModelShape.from_pretrained_dir(tmp_path / "missing")
+
+
+def test_plan_models_reads_the_saved_model_and_prints_the_cpu_plan(tiny_llama_dir):
+    from steersweep.cluster import ModelNeed, plan_models, plan_models_text
+
+    needs = [ModelNeed("tiny", str(tiny_llama_dir), replicas=2)]
+    laptop = Inventory((Node("laptop", memory_bytes=8 * GIB),))
+    plan = plan_models(needs, laptop, batch_rows=8, tokens_per_row=64)
+    assert [a.actor_name for a in plan.actors] == ["steersweep/tiny/0", "steersweep/tiny/1"]
+    assert plan.requirements[0].dtype == "float32"  # auto on CPU, as the loader resolves it
+    gpu_text = plan_models_text(needs, Inventory.uniform(1, H100_BYTES))
+    assert "steersweep/tiny/0: 0.01 GPU on node0 GPU 0" in gpu_text  # two replicas share the one GPU
+    assert plan_models_text([ModelNeed("gone", "/nonexistent/model")], laptop).startswith(
+        "placement refused: model path '/nonexistent/model': no config.json")
