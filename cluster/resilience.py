@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from steersweep.actors import SteerReply, SteerRequest
+from steersweep.actors.handle import ModelHandle
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +70,9 @@ def pin_seeds(request: SteerRequest) -> SteerRequest:
     return dataclasses.replace(request, rows=rows)
 
 
-class ResilientModel:
-    """One placed ModelActor behind OOM halving, restart recovery and metrics; ``submit`` returns a Future.
+class ResilientModel(ModelHandle):
+    """One placed ModelActor behind OOM halving, restart recovery and metrics; a ``ModelHandle`` whose ``submit``
+    returns a Future (the scheduler takes it as it is: ``ModelHandle.of`` keeps it).
 
     Args:
         actor: the Ray actor handle (started with ``max_restarts`` > 0 for restarts to happen).
@@ -80,10 +82,9 @@ class ResilientModel:
         metrics: a :class:`~steersweep.cluster.metrics.SweepMetrics` or None.
     """
 
-    is_remote = False  # submit returns a concurrent Future, not an ObjectRef
-
     def __init__(self, actor: Any, name: str, model: str, restart_timeout_s: float = 600.0,
                  metrics: Any = None) -> None:
+        super().__init__(actor)  # target = the actor handle, is_remote = True
         self.actor = actor
         self.name = name
         self.model = model
@@ -96,19 +97,20 @@ class ResilientModel:
 
     # -- the ModelHandle contract ------------------------------------------------------------------------------
 
-    def call(self, method: str, *args: Any) -> Any:
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            raise TypeError(f"{self.name}: {method} takes positional arguments through ResilientModel")
         if method == "steer":
             return self.steer(*args)
         if method == "load_vectors":
             return self.load_vectors(*args)
         return self._run(method, *args)
 
-    def submit(self, method: str, *args: Any) -> Future:
-        return self._pool.submit(self.call, method, *args)
+    def submit(self, method: str, *args: Any, **kwargs: Any) -> Future:
+        return self._pool.submit(self.call, method, *args, **kwargs)
 
-    @staticmethod
-    def result(pending: Future) -> Any:
-        return pending.result()
+    def __repr__(self) -> str:
+        return f"ResilientModel({self.name}, restarts={self.restarts}, oom_splits={self.oom_splits})"
 
     # -- calls -------------------------------------------------------------------------------------------------
 
