@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 _DEFAULT_TOKEN = Path.home() / ".ray" / "auth_token"
+_RAY_CLI = (sys.executable, "-m", "ray.scripts.scripts")
+"""``ray`` run by this interpreter, so the nodes' workers import what this process imports (its venv)."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ class LocalCluster:
         ports = {flag: _free_port() for flag in ("--node-manager-port", "--object-manager-port",
                                                  "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
                                                  "--metrics-export-port", "--runtime-env-agent-port")}
-        command = [shutil.which("ray") or "ray", "start", "--block", "--node-ip-address=127.0.0.1",
+        command = [*_RAY_CLI, "start", "--block", "--node-ip-address=127.0.0.1",
                    f"--num-cpus={node.num_cpus}", f"--num-gpus={node.num_gpus}",
                    f"--resources={json.dumps(resources)}", "--disable-usage-stats",
                    *(f"{flag}={port}" for flag, port in ports.items())]
@@ -80,7 +83,7 @@ class LocalCluster:
         if env.get("RAY_AUTH_MODE", "token") == "token":  # token auth on every node, as Ray 2.59+ starts clusters
             env["RAY_AUTH_MODE"] = "token"
             if not (env.get("RAY_AUTH_TOKEN") or env.get("RAY_AUTH_TOKEN_PATH") or _DEFAULT_TOKEN.is_file()):
-                subprocess.run([shutil.which("ray") or "ray", "get-auth-token", "--generate"], check=True,
+                subprocess.run([*_RAY_CLI, "get-auth-token", "--generate"], check=True,
                                capture_output=True, env=env, timeout=120)
         for index, node in enumerate(self.nodes):
             log = (self.temp_dir / f"{node.name}.log").open("w")

@@ -100,6 +100,11 @@ class SweepMetrics:
         elif state == "FAIL":
             self._metrics["trials_failed"].inc(1, tags={"study": study, "reason": reason})
 
+    def on_trial(self, run: Any, row: dict) -> None:
+        """The scheduler's ``on_trial(StudyRun, trial row)`` callback: counts the trial, updates the best score."""
+        self.trial_finished(str(row.get("study") or run.name), str(row.get("state", "COMPLETE")),
+                            row.get("trait_score"), bool(row.get("feasible", True)))
+
     def queue_depth(self, study: str, depth: int) -> None:
         self._metrics["queue_depth"].set(depth, tags={"study": study})
 
