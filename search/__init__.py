@@ -26,7 +26,7 @@ from ._samplers import (
     grid_ratios,
     make_sampler,
 )
-from ._scheduler import FAULT_ENV, Progress, Scheduler, StudyRun
+from ._scheduler import FAULT_ENV, InjectedFault, Progress, Scheduler, StudyRun
 from ._space import SearchConfigError, SearchSpace, Site
 from ._storage import resolve_storage
 from ._study import ADOPT, SearchStudy, StudySpec, TrialPlan
@@ -46,6 +46,7 @@ __all__ = [
     "DefaultSearch",
     "GPSearch",
     "GridSearch",
+    "InjectedFault",
     "LiveView",
     "Observation",
     "Point",

@@ -30,20 +30,27 @@ logger = logging.getLogger(__name__)
 
 FAULT_ENV = "STEERSWEEP_FAULT"
 """Fault injection for the crash tests: ``name:count`` SIGKILLs this process at the count-th pass of a named point
-(``responses_written``, ``trials_written``)."""
+(``responses_written``: a call's responses are on disk, its trial rows not; ``trials_written``: trial rows on disk,
+Optuna not told); ``name:count:raise`` raises InjectedFault there instead."""
 _fault_counts: dict[str, int] = {}
+
+
+class InjectedFault(RuntimeError):
+    """Raised at a fault point when STEERSWEEP_FAULT asks for ``:raise``."""
 
 
 def _fault(point: str) -> None:
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
-    name, _, count = spec.partition(":")
+    name, count, mode = ([*spec.split(":"), "", ""])[:3]
     if name != point:
         return
     _fault_counts[point] = _fault_counts.get(point, 0) + 1
     if _fault_counts[point] == int(count or 1):
-        logger.warning("fault injection: SIGKILL at %s #%s", point, count)
+        logger.warning("fault injection: %s at %s #%s", mode or "SIGKILL", point, count or 1)
+        if mode == "raise":
+            raise InjectedFault(f"injected fault at {point} #{count or 1}")
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -147,6 +154,7 @@ class Scheduler:
         self.calls_per_actor = [0] * len(self.actors)
         self._capacity: dict[int, int] = {}
         self._turn = 0
+        _fault_counts.clear()
         missing = sorted({r.model for r in self.runs} - set(self.requeued))
         if missing:
             raise ValueError(f"replicas: no actor for target model(s) {missing}; add one per target model")
@@ -228,7 +236,7 @@ class Scheduler:
             if error is not None:
                 self._actor_died(call, error)
                 continue
-            if self.alive[call.actor]:
+            if self.alive[call.actor] and self.actors[call.actor][1].is_remote:
                 self._dispatch(call.actor)  # the actor generates the next batch while this one is judged
             self._finish(call, reply)
 
