@@ -1,5 +1,6 @@
 """Placement of model actors on GPUs, Ray start/connect and named actors, Ray metrics, fault tolerance."""
 
+from .launch import Launched, launch
 from .metrics import METRICS, MetricInfo, SweepMetrics, metrics_endpoints, read_metric
 from .model_size import DTYPE_BYTES, ModelShape, ModelSizeError, dtype_bytes
 from .placement import (
@@ -39,6 +40,7 @@ __all__ = [
     "ActorPlacement",
     "ActorStatus",
     "Inventory",
+    "Launched",
     "MetricInfo",
     "ModelNeed",
     "ModelRequirement",
@@ -57,6 +59,7 @@ __all__ = [
     "connect_ray",
     "dtype_bytes",
     "is_out_of_memory",
+    "launch",
     "local_inventory",
     "merge_replies",
     "metrics_endpoints",

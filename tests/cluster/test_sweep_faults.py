@@ -8,19 +8,11 @@ from sweep_helpers import N_TRIALS, QUESTIONS, compared_rows, faulty_worker_clas
 
 from steersweep.actors import ModelSpec
 from steersweep.cluster import (
-    GIB,
-    Inventory,
     ModelNeed,
-    Node,
     RayOptions,
-    ResilientModel,
-    SweepMetrics,
     actor_status,
-    connect_ray,
-    plan_models,
-    start_actors,
+    launch,
     status_text,
-    wait_loaded,
 )
 
 
@@ -31,17 +23,15 @@ def test_sigkill_mid_batch_every_trial_complete_exactly_once_and_restart_in_stat
     from steersweep.actors import ModelWorker
 
     reference = run_sweep({"tiny": [ModelWorker(ModelSpec(str(tiny_llama_dir)))]}, tmp_path / "reference")
-    connect_ray(RayOptions(num_cpus=2, dashboard=False))
+    marker = tmp_path / "killed"
     try:
-        plan = plan_models([ModelNeed("tiny", str(tiny_llama_dir))], Inventory((Node("local", memory_bytes=4 * GIB),)),
-                           batch_rows=8, tokens_per_row=64)
-        marker = tmp_path / "killed"
-        handles = start_actors(plan, {"tiny": ModelSpec(str(tiny_llama_dir))}, max_restarts=2,
-                               actor_class=ray.remote(faulty_worker_class()),
-                               actor_kwargs={"marker": str(marker), "kill_at": 3})
-        assert wait_loaded(handles, timeout_s=300) == {}
-        model = ResilientModel(handles[("tiny", 0)], "steersweep/tiny/0", "tiny", metrics=SweepMetrics.get())
-        result = run_sweep({"tiny": [model]}, tmp_path / "sweep")
+        launched = launch([ModelNeed("tiny", str(tiny_llama_dir))], {"tiny": ModelSpec(str(tiny_llama_dir))},
+                          RayOptions(num_cpus=2, dashboard=False), max_restarts=2, batch_rows=8, tokens_per_row=64,
+                          load_timeout_s=300, actor_class=ray.remote(faulty_worker_class()),
+                          actor_kwargs={"marker": str(marker), "kill_at": 3})
+        assert launched.failed == {} and [a.num_gpus for a in launched.plan.actors] == [0.0]
+        (model,) = launched.replicas["tiny"]
+        result = run_sweep(launched.replicas, tmp_path / "sweep")
         status = status_text()
         rows = {row.name: row for row in actor_status()}
     finally:
