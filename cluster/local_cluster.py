@@ -112,6 +112,23 @@ class LocalCluster:
         raise TimeoutError(f"head GCS not listening at {self.address} after {self.start_timeout_s:g} s; "
                            f"logs in {self.temp_dir}")
 
+    def connect(self, attempts: int = 3, **options: object) -> object:
+        """``connect_ray`` to this cluster, retried: on a loaded machine the GCS may answer its first calls late."""
+        import ray
+
+        from .runtime import RayOptions, connect_ray
+
+        for attempt in range(1, attempts + 1):
+            try:
+                return connect_ray(RayOptions(address=self.address, **options))  # type: ignore[arg-type]
+            except (ConnectionError, RuntimeError) as error:
+                ray.shutdown()
+                if attempt == attempts:
+                    raise
+                logger.warning("connecting to %s failed (%s); retrying", self.address, error)
+                time.sleep(5.0 * attempt)
+        raise AssertionError("unreachable")
+
     def wait_until_joined(self) -> None:
         """Block until every node is alive (needs this process connected: ``ray.init(address=cluster.address)``)."""
         import ray

@@ -11,11 +11,9 @@ from sweep_helpers import N_TRIALS, compared_rows, run_sweep, trial_counts
 from steersweep.actors import ModelSpec, ModelWorker
 from steersweep.cluster import (
     ModelNeed,
-    RayOptions,
     ResilientModel,
     actor_status,
     cluster_inventory,
-    connect_ray,
     plan_models,
     start_actors,
     wait_loaded,
@@ -32,7 +30,7 @@ def test_two_node_cluster_spreads_actors_and_equals_a_one_node_run(tiny_llama_di
     one_node = run_sweep({name: [ModelWorker(spec)] for name, spec in specs.items()}, tmp_path / "one-node")
 
     with LocalCluster([NodeSpec("head", num_cpus=1), NodeSpec("worker", num_cpus=1)]) as cluster:
-        connection = connect_ray(RayOptions(address=cluster.address))
+        connection = cluster.connect()
         try:
             cluster.wait_until_joined()
             inventory = cluster_inventory()
