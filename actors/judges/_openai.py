@@ -116,6 +116,9 @@ class OpenAIJudge(Judge):
         self._random = random.Random(seed)
         self._successes = 0
         self._rejected_streak = 0  # items refused in a row (400/413/422) with no success in between
+        # rejections are recorded only once a later success (or the end of the batch) shows the endpoint works:
+        # if the streak turns into a pause they were the endpoint's problem, and a resumed run asks them again
+        self._held: list[tuple[JudgePrompt, CachedJudgment]] = []
         self._pauses: set[_Pause] = set()
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
@@ -264,8 +267,9 @@ class OpenAIJudge(Judge):
             response = await self._complete(prompt.messages, pause)
         except _Rejected as rejected:
             logger.debug("judge %s: a %s prompt was rejected: %s", self.model, prompt.metric, rejected.reason)
-            on_result(prompt, CachedJudgment(score=None, error=rejected.reason))
+            self._held.append((prompt, CachedJudgment(score=None, error=rejected.reason)))
             return
+        self._release_held(on_result)
         top = self._top_logprobs(response)
         if top is None:
             raise pause.set(self._unavailable(
@@ -284,6 +288,11 @@ class OpenAIJudge(Judge):
                 completion_tokens=int(usage.get("completion_tokens") or 0),
             ),
         )
+
+    def _release_held(self, on_result: ResultCallback) -> None:
+        held, self._held = self._held, []
+        for prompt, judgment in held:
+            on_result(prompt, judgment)
 
     async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
         pause = _Pause()
@@ -312,6 +321,9 @@ class OpenAIJudge(Judge):
             outcomes = await asyncio.gather(*workers, return_exceptions=True)
         finally:
             self._pauses.discard(pause)
+            if pause.error is None:
+                self._release_held(on_result)
+            self._held = []
         if pause.error is not None:
             raise pause.error
         for outcome in outcomes:
