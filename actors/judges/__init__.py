@@ -46,6 +46,7 @@ from ._types import (
     JudgeUnavailableError,
     Judgment,
     TraitDefinition,
+    judge_items,
 )
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "build_judge",
     "default_template",
     "integer_probability_mass",
+    "judge_items",
     "judgment_key",
     "load_template",
     "local_judge_actor",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ._templates import METRIC_TRAIT
 
@@ -53,6 +55,22 @@ class JudgeItem:
 
     question: str
     response: str
+
+
+def judge_items(questions: Sequence[str], reply: Any) -> list[JudgeItem]:
+    """The items to judge for a ``SteerReply``: each question with the response as the model wrote it.
+
+    The judge reads ``reply.raw_texts`` (decoded with the special tokens other than the final EOS kept), so role
+    tokens an over-steered model emits mid-answer (``<|system|>``) count against coherence instead of being
+    deleted before judging; ``reply.texts`` where a reply has no raw form.
+
+    Example:
+        >>> judge.judge(judge_items(questions, worker.steer(request)), trait)  # doctest: +SKIP
+    """
+    texts = getattr(reply, "raw_texts", None) or reply.texts
+    if len(texts) != len(questions):
+        raise ValueError(f"judge_items: {len(questions)} questions for {len(texts)} responses; give one per row")
+    return [JudgeItem(question=question, response=text) for question, text in zip(questions, texts, strict=True)]
 
 
 @dataclass(frozen=True)
