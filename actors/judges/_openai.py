@@ -24,7 +24,7 @@ from ._http import (
     _Stopped,
     parse_retry_after,
 )
-from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
+from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass, parse_score_token
 from ._templates import JudgeTemplates
 from ._types import JudgeConfigError, JudgeLogprobsUnavailableError, JudgePrompt
 
@@ -260,6 +260,16 @@ class OpenAIJudge(Judge):
         if len(top) < self.top_logprobs:
             logger.warning(
                 "judge %s: asked for %d top logprobs, the probe got %d", self.model, self.top_logprobs, len(top)
+            )
+        numbers = [(parse_score_token(token), math.exp(logprob)) for token, logprob in top]
+        numbers = [(value, p) for value, p in numbers if value is not None]
+        if numbers and all(value < 10 for value, _ in numbers) and sum(p for _, p in numbers) >= 0.5:
+            raise JudgeConfigError(
+                f"judge model {self.model!r} at {self.endpoint} answered the start-up probe (a 0-100 question) with "
+                f"single digits only ({', '.join(str(v) for v, _ in numbers)}): its tokenizer writes numbers digit by "
+                "digit (Qwen2, Llama-2, Mistral), so a one-token logprob score could only say 0-9. Use a judge model "
+                "with number tokens (OpenAI models, Llama-3), or judge.kind: local, which scores such models by the "
+                "joint probability of the digits; judge.probe: false skips this check"
             )
 
     async def _judge_one(self, prompt: JudgePrompt, on_result: ResultCallback, pause: _Pause) -> None:

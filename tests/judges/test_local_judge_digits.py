@@ -97,3 +97,22 @@ def test_a_plain_model_worker_with_a_digit_splitting_tokenizer_is_refused(digit_
     with pytest.raises(JudgeConfigError, match=r"digit by digit.*LocalJudgeWorker"):
         judge.judge(items(1), trait)
     judge.close()
+
+
+def test_an_http_judge_that_splits_digits_is_refused_at_the_probe(trait):
+    import math as _math
+
+    from judge_server import JudgeTestServer
+
+    from steersweep.actors.judges import OpenAIJudge
+
+    def digit_splitter(messages, top_logprobs):
+        # what vLLM serving a Qwen2 judge returns for "how warm ... 0 to 100": the first digit only
+        return [("7", _math.log(0.6)), ("8", _math.log(0.25)), ("6", _math.log(0.1)), ("The", _math.log(0.05))]
+
+    with JudgeTestServer(digit_splitter) as server:
+        judge = OpenAIJudge("qwen2-judge", base_url=server.base_url, api_key="k")
+        with pytest.raises(JudgeConfigError, match=r"single digits only.*judge\.kind: local"):
+            judge.judge(items(2), trait)
+        judge.close()
+        assert server.completed == 1  # refused after the probe, before any judgment
