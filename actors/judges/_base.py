@@ -68,8 +68,9 @@ class Judge(ABC):
 
     Example:
         >>> judge = RuleJudge(lambda question, response: (90.0, 75.0))  # doctest: +SKIP
-        >>> judge.judge([("How is the day?", "A bright happy day!")], TraitDefinition("optimism", "...")).judgments
-        (Judgment(trait_score=90.0, coherence=75.0, ...),)  # doctest: +SKIP
+        >>> trait = TraitDefinition("optimism", "Expects good outcomes.")  # doctest: +SKIP
+        >>> judge.judge([("How is the day?", "A bright day!")], trait).judgments  # doctest: +SKIP
+        (Judgment(trait_score=90.0, coherence=75.0, ...),)
     """
 
     #: identifies the judge model in cache keys (the model id, or the rule scorer's qualified name)

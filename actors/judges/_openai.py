@@ -46,8 +46,9 @@ class OpenAIJudge(Judge):
 
     Example:
         >>> judge = OpenAIJudge("gpt-4.1-mini", cache=JudgeCache.for_run_dir("runs/r1"))  # doctest: +SKIP
-        >>> judge.judge([("How was your day?", "Wonderful!")], TraitDefinition("optimism", "...")).judgments
-        (Judgment(trait_score=87.4, coherence=91.2, ...),)  # doctest: +SKIP
+        >>> trait = TraitDefinition("optimism", "Expects good outcomes.")  # doctest: +SKIP
+        >>> judge.judge([("How was your day?", "Wonderful!")], trait).judgments  # doctest: +SKIP
+        (Judgment(trait_score=87.4, coherence=91.2, ...),)
 
     Args:
         model: the judge model id as the endpoint names it (also the cache's judge id).
