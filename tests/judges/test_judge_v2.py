@@ -143,16 +143,15 @@ def test_a_lone_surrogate_names_the_item(judge_server, trait):
 
 
 def test_the_judge_reads_a_replys_raw_text_with_its_special_tokens():
-    from types import SimpleNamespace
-
     from steersweep.actors.judges import judge_items
     from steersweep.actors.messages import SteerReply
 
+    shape = dict(token_ids=((5, 6, 7),), prompt_token_counts=(3,), response_token_counts=(3,), stopped_at_eos=(True,),
+                 tags=("",), seconds=0.0)
     # an over-steered answer: the role token it emitted mid-answer is what the judge must see
-    reply = SimpleNamespace(texts=("A calm day.",), raw_texts=("A calm <|system|> day.",))
+    reply = SteerReply(texts=("A calm day.",), raw_texts=("A calm <|system|> day.",), **shape)
     assert judge_items(["How was it?"], reply)[0].response == "A calm <|system|> day."
-    plain = SteerReply(texts=("A calm day.",), token_ids=((5,),), prompt_token_counts=(3,),
-                       response_token_counts=(1,), stopped_at_eos=(True,), tags=("",), seconds=0.0)
-    assert judge_items(["How was it?"], plain)[0].response == "A calm day."  # no raw form yet: the texts
+    older = SteerReply(texts=("A calm day.",), **shape)  # built by code that fills no raw form: the texts
+    assert judge_items(["How was it?"], older)[0].response == "A calm day."
     with pytest.raises(ValueError, match="one per row"):
-        judge_items(["a", "b"], plain)
+        judge_items(["a", "b"], reply)
