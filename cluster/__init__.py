@@ -1,7 +1,7 @@
 """Placement of model actors on GPUs, Ray start/connect and named actors, Ray metrics, fault tolerance."""
 
 from .launch import Launched, launch
-from .metrics import METRICS, MetricInfo, SweepMetrics, metrics_endpoints, read_metric
+from .metrics import METRICS, MeteredJudge, MetricInfo, SweepMetrics, metrics_endpoints, read_metric
 from .model_size import DTYPE_BYTES, ModelShape, ModelSizeError, dtype_bytes
 from .placement import (
     GIB,
@@ -41,6 +41,7 @@ __all__ = [
     "ActorStatus",
     "Inventory",
     "Launched",
+    "MeteredJudge",
     "MetricInfo",
     "ModelNeed",
     "ModelRequirement",

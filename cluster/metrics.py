@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +49,11 @@ METRICS: tuple[MetricInfo, ...] = (
                "Rows (prompt x steering configuration) packed into one steer call, per actor."),
     MetricInfo(f"{PREFIX}steer_retries", "counter", ("actor", "model", "reason"),
                "Steer calls retried: reason=oom (batch halved) or reason=restart (actor restarted)."),
-    MetricInfo(f"{PREFIX}judge_requests", "counter", ("judge",), "Judge requests sent (one per response scored)."),
-    MetricInfo(f"{PREFIX}judge_errors", "counter", ("judge",), "Judge requests that failed."),
-    MetricInfo(f"{PREFIX}judge_latency_seconds", "histogram", ("judge",), "Judge request latency in seconds."),
+    MetricInfo(f"{PREFIX}judge_requests", "counter", ("judge",),
+               "Judge requests sent (HTTP or model requests; cache hits send none)."),
+    MetricInfo(f"{PREFIX}judge_errors", "counter", ("judge",), "Judge requests that failed or were rejected."),
+    MetricInfo(f"{PREFIX}judge_latency_seconds", "histogram", ("judge",),
+               "Wall seconds of one judge call (one call scores a batch of responses)."),
 )
 
 
@@ -123,12 +126,38 @@ class SweepMetrics:
 
     # -- judge ---------------------------------------------------------------------------------------------------
 
-    def judge_request(self, judge: str, seconds: float, error: bool = False) -> None:
+    def judge_call(self, judge: str, seconds: float, requests: int, errors: int = 0) -> None:
         tags = {"judge": judge}
-        self._metrics["judge_requests"].inc(1, tags=tags)
+        if requests:
+            self._metrics["judge_requests"].inc(requests, tags=tags)
+        if errors:
+            self._metrics["judge_errors"].inc(errors, tags=tags)
         self._metrics["judge_latency_seconds"].observe(seconds, tags=tags)
-        if error:
-            self._metrics["judge_errors"].inc(1, tags=tags)
+
+
+class MeteredJudge:
+    """A judge whose ``judge(items, trait)`` calls are counted (requests, errors from its counters) and timed;
+    everything else passes through, so the scheduler takes it in place of the judge."""
+
+    def __init__(self, judge: Any, name: str | None = None, metrics: SweepMetrics | None = None) -> None:
+        self.inner = judge
+        self.name = name or type(judge).__name__
+        self.metrics = metrics or SweepMetrics.get()
+
+    def judge(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            result = self.inner.judge(*args, **kwargs)
+        except Exception:
+            self.metrics.judge_call(self.name, time.perf_counter() - started, 1, errors=1)
+            raise
+        counters = getattr(result, "counters", None)
+        self.metrics.judge_call(self.name, time.perf_counter() - started, int(getattr(counters, "requests", 0)),
+                                int(getattr(counters, "failures", 0)) + int(getattr(counters, "rejected", 0)))
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 def metrics_endpoints() -> list[str]:

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from steersweep.actors import ModelSpec, ModelWorker, SteeringTerm, SteerRequest, SteerRow
+from steersweep.actors.judges import RuleJudge, TraitDefinition
 from steersweep.cluster import (
     GIB,
     METRICS,
     Inventory,
+    MeteredJudge,
     ModelRequirement,
     ModelShape,
     Node,
@@ -140,8 +142,10 @@ def test_sweep_metrics_reach_the_prometheus_export(ray_session):
     metrics.queue_depth(study, 5)
     metrics.steer_call("steersweep/tiny/0", "tiny", rows=48, generated_tokens=960, seconds=2.0)
     metrics.steer_retry("steersweep/tiny/0", "tiny", "restart")
-    metrics.judge_request("rule", 0.2)
-    metrics.judge_request("rule", 0.4, error=True)
+    judge = MeteredJudge(RuleJudge(lambda question, response: (75.0, 90.0)), "rule", metrics)
+    judged = judge.judge([("the cat is", "happy"), ("the day was", "bright")], TraitDefinition("mood", "Cheer."))
+    assert [j.trait_score for j in judged.judgments] == [75.0, 75.0] and judged.counters.requests == 2
+    metrics.judge_call("rule", 0.4, requests=1, errors=1)
     (endpoint,) = metrics_endpoints()
     wanted = {
         ("ray_steersweep_trials_completed_total", (("study", study),)): 3.0,
@@ -153,7 +157,7 @@ def test_sweep_metrics_reach_the_prometheus_export(ray_session):
         ("ray_steersweep_rows_per_steer_call_count", (("model", "tiny"),)): 1.0,
         ("ray_steersweep_rows_per_steer_call_sum", (("model", "tiny"),)): 48.0,
         ("ray_steersweep_steer_retries_total", (("reason", "restart"),)): 1.0,
-        ("ray_steersweep_judge_requests_total", (("judge", "rule"),)): 2.0,
+        ("ray_steersweep_judge_requests_total", (("judge", "rule"),)): 3.0,
         ("ray_steersweep_judge_errors_total", (("judge", "rule"),)): 1.0,
         ("ray_steersweep_judge_latency_seconds_count", (("judge", "rule"),)): 2.0,
     }
