@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from ray.exceptions import RayActorError
+
 from steersweep.actors import SteerReply, SteerRequest
 from steersweep.actors.handle import ModelHandle
 
@@ -29,8 +31,14 @@ logger = logging.getLogger(__name__)
 _OOM_MARKERS = ("CUDA out of memory", "OutOfMemoryError", "out of memory")
 
 
-class ActorLostError(RuntimeError):
-    """The actor died and Ray will not restart it (restarts used up, or its model no longer loads)."""
+class ActorLostError(RayActorError):
+    """The actor died and Ray will not restart it (restarts used up, or its model no longer loads).
+
+    A ``RayActorError``, so the scheduler treats it as a dead actor: its trials go to another replica.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(error_msg=message)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

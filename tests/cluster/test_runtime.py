@@ -216,3 +216,18 @@ def test_cuda_oom_halves_the_batch_and_the_texts_equal_an_unsplit_call(placed_ac
     reference = ModelWorker(ModelSpec(str(tiny_llama_dir)))  # and both equal the model run in this process
     reference.load_vectors(_vector())
     assert reference.steer(request).texts == expected.texts
+
+
+@pytest.mark.slow  # starts model actors: ~70 s on 2 loaded cores
+def test_an_actor_gone_for_good_raises_actor_lost_which_the_scheduler_counts_as_a_death(placed_actors):
+    import ray
+
+    from steersweep.cluster import ActorLostError
+    from steersweep.search._scheduler import _is_actor_death
+
+    handle = placed_actors[0][("tiny", 0)]
+    model = ResilientModel(handle, "steersweep/tiny/0", "tiny")
+    ray.kill(handle, no_restart=True)
+    with pytest.raises(ActorLostError, match="steersweep/tiny/0: actor died and Ray will not restart it") as lost:
+        model.steer(_request(rows=2))
+    assert _is_actor_death(lost.value)

@@ -5,8 +5,7 @@ node, finishes, and its results equal a one-node run's."""
 from __future__ import annotations
 
 import pytest
-from conftest import save_tiny_llama
-from sweep_helpers import N_TRIALS, compared_rows, run_sweep, trial_counts
+from sweep_helpers import N_TRIALS, compared_rows, run_sweep, save_tiny_llama, trial_counts
 
 from steersweep.actors import ModelSpec, ModelWorker
 from steersweep.cluster import (
