@@ -169,10 +169,11 @@ class SweepConfig(_Section):
             if traits.index(name) != i:
                 raise ConfigError(f"traits[{i}].name", f"{name!r} is used twice; give every trait its own name")
         for i, entry in enumerate(self.vectors.transfer):
-            for field, value in [("source", entry.source)] + [(f"targets[{j}]", t) for j, t in enumerate(entry.targets)]:
+            refs = [("source", entry.source)] + [(f"targets[{j}]", t) for j, t in enumerate(entry.targets)]
+            for field, value in refs:
                 if value not in names:
-                    raise ConfigError(f"vectors.transfer[{i}].{field}", f"{value!r} is not a model{_suggest(value, names)}"
-                                      f"; use one of the names under models: {', '.join(names)}")
+                    raise ConfigError(f"vectors.transfer[{i}].{field}", f"{value!r} is not a model"
+                                      f"{_suggest(value, names)}; use one of the models: {', '.join(names)}")
             elicitation = self.elicitation(i)
             for t, trait in enumerate(self.traits):
                 if elicitation not in trait.datasets:
@@ -271,6 +272,8 @@ def _fix_for(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "is required; add it (see `steersweep demo --print-config` for a complete example)"
     message = error["msg"].removeprefix("Value error, ")
+    if kind == "too_short":
+        return f"{message}; list at least one entry (see `steersweep demo --print-config`)"
     given = error.get("input")
     shown = f" (got {given!r})" if not isinstance(given, dict | list) else ""
     if kind.startswith(("int_", "float_", "bool_", "string_", "list_", "tuple_", "dict_", "literal_")):

@@ -28,9 +28,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from steersweep.actors.arrow_io import read_parquet_dir, write_parquet_atomic
-from steersweep.actors.positions import Position
-
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
@@ -56,6 +53,8 @@ def position_slug(position: str) -> str:
         >>> position_slug("response[:10]")
         'response_0-10'
     """
+    from steersweep.actors.positions import Position  # lazy: the actors package imports torch
+
     parsed = Position.parse(position)
 
     def number(value: int | None, default: str) -> str:
@@ -158,11 +157,15 @@ class RunDir:
     @staticmethod
     def write_table(table: pa.Table, path: str | os.PathLike[str]) -> Path:
         """Atomic write (temporary file + rename): a crash never leaves a half-written file."""
+        from steersweep.actors.arrow_io import write_parquet_atomic
+
         return write_parquet_atomic(table, path)
 
     @staticmethod
     def read_table(path: str | os.PathLike[str]) -> pa.Table | None:
         """One Parquet file, or every finished file under a folder; None when there is none."""
+        from steersweep.actors.arrow_io import read_parquet_dir
+
         path = Path(path)
         if path.is_dir():
             return read_parquet_dir(path)
