@@ -29,7 +29,7 @@ section{background:#fff;margin:18px 28px;padding:16px 22px;border-radius:8px;box
 h2{margin-top:0;font-size:18px}h3{font-size:15px;margin-bottom:4px}
 table{border-collapse:collapse;font-size:13px;margin:8px 0}td,th{border-bottom:1px solid #e3e6eb;padding:4px 10px;
 text-align:right}th{background:#f0f2f5}td:first-child,th:first-child{text-align:left}
-.plots{display:flex;flex-wrap:wrap;gap:10px}.plot{flex:1 1 520px;min-width:420px}
+.plots{display:grid;grid-template-columns:repeat(auto-fill,minmax(600px,1fr));gap:10px}.plot{min-width:0}
 pre{background:#f0f2f5;padding:10px;font-size:12px;overflow:auto}.muted{color:#6b7385}
 .ok{color:#18794e}.bad{color:#b42318}
 """
@@ -66,9 +66,10 @@ class _Figures:
         import plotly.io as pio
 
         self.count += 1
-        fig.update_layout(margin=dict(l=50, r=20, t=40, b=40), height=360, template="plotly_white")
+        fig.update_layout(margin=dict(l=55, r=20, t=50, b=45), height=420, template="plotly_white",
+                          title=dict(font=dict(size=14)), legend=dict(font=dict(size=11)))
         inner = pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=f"plot-{self.count}",
-                            config={"displaylogo": False, "responsive": True})
+                            config={"displayModeBar": False, "responsive": True})
         return f"<div class='plot' data-plot='{html.escape(name)}'>{inner}</div>"
 
 
@@ -101,7 +102,7 @@ def _study_section(study: str, trials, figures: _Figures) -> str:
         breakdown = float(broken["perturbation_ratio"].min())
         curves.add_vline(x=breakdown, line=dict(color="#b42318"), annotation_text="breakdown")
         notes.append(f"breakdown: coherence below {threshold:g} from ratio {breakdown:.2f}")
-    curves.update_layout(title=f"{study}: scores (0-100) over perturbation ratio, per layer",
+    curves.update_layout(title="trait (solid) and coherence (dotted) over perturbation ratio, per layer",
                          xaxis_title="perturbation ratio (|coef·v| / |h|)", yaxis_title="score (0-100)")
     bins = np.linspace(done["perturbation_ratio"].min(), done["perturbation_ratio"].max() + 1e-9, 9) \
         if len(done) else np.array([0, 1])
@@ -113,7 +114,7 @@ def _study_section(study: str, trials, figures: _Figures) -> str:
     centers = [f"{(bins[i] + bins[i + 1]) / 2:.2f}" for i in range(len(bins) - 1)]
     heat = go.Figure(go.Heatmap(z=z, x=centers, y=[f"L{layer}" for layer in layers], colorscale="Viridis",
                                 colorbar=dict(title="trait")))
-    heat.update_layout(title="trait score by layer x ratio (mean of trials per cell)",
+    heat.update_layout(title="trait score: layer x ratio (mean of the trials in a cell)",
                        xaxis_title="perturbation ratio (bin centre)", yaxis_title="layer")
     steps = trials.sort_values("trial_number")[["step", "trial_number", "layer", "perturbation_ratio", "coefficient",
                                                 "trait_score", "trait_score_se", "coherence", "feasible", "n"]]
