@@ -141,7 +141,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # one line unless --debug
         if debug:
             err.print_exception()
-        message = " ".join(str(error).split()) or type(error).__name__
+        if "Ray" in type(error).__name__ or "ActorDied" in type(error).__name__:
+            from .pipeline import _root_cause
+
+            message = _root_cause(error)
+        else:
+            message = " ".join(str(error).split()) or type(error).__name__
         first = message if len(message) < 600 else message[:600] + " ..."
         code = 2 if _is_bad_input(error) else 1
         kind = "error" if code == 2 else f"failed ({type(error).__name__})"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,11 +29,41 @@ logger = logging.getLogger(__name__)
 @dataclass
 class PipelineResult:
     run_dir: Path
+    actor_starts: dict[str, int] = field(default_factory=dict)
     ran: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     best: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
     dashboard_url: str | None = None
+
+
+class ModelStartError(RuntimeError):
+    """A model's actor could not start (missing or corrupt checkpoint, out of memory)."""
+
+
+class RunDirCorruptError(RuntimeError):
+    """A file in the run directory cannot be read; the message names it and how to redo it."""
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost ``SomeError: message`` line of a (Ray-wrapped) error, without its traceback."""
+    text = str(error)
+    found = re.findall(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", text, re.M)
+    if found:
+        kind, message = found[-1]
+        return f"{kind}: {message.strip()}"[:300]
+    return " ".join(text.split())[:300]
+
+
+def _load_vector(loader: Any, path: Path):
+    if not path.exists():
+        raise RunDirCorruptError(f"{path}: missing although its extraction unit is recorded as done; delete the "
+                                 "unit's entry from manifest.json (or the run directory) to extract it again")
+    try:
+        return loader.load(path)
+    except Exception as error:
+        raise RunDirCorruptError(f"{path}: unreadable vector file ({_root_cause(error)}); delete it and its "
+                                 "extract/... entry in manifest.json, then rerun to extract it again") from None
 
 
 def unit_slug(unit: str) -> str:
@@ -122,8 +153,14 @@ class Pipeline:
             model = self.config.model(name)
             spec = ModelSpec(self.model_path(name), dtype=model.dtype, device=model.device, name=name)
             handle = ModelActor.options(num_cpus=0, num_gpus=model.num_gpus).remote(spec)
-            ray.get(handle.ping.remote())
+            try:
+                ray.get(handle.ping.remote())
+            except Exception as error:  # an actor that cannot load: one line naming the model and the cause
+                raise ModelStartError(f"models.{name}: {spec.path} could not be loaded ({_root_cause(error)}); "
+                                      "check that the folder holds a complete checkpoint, or rebuild/redownload "
+                                      "it") from None
             self.actors[name] = handle
+            self.result.actor_starts[name] = self.result.actor_starts.get(name, 0) + 1
             self.console.log(f"actor for {name} started ({spec.path})")
         return self.actors[name]
 
@@ -189,8 +226,8 @@ class Pipeline:
                 task = progress.add_task(f"search {name} (trials)", total=self.config.search.trials)
                 elicitation = next(e for s, t, e in self.config.extraction_units() if s == source and t == trait_name)
                 dataset = self.dataset(trait_name, elicitation)
-                vector = TraitVector.load(self.run.vector_path(source, trait_name, vectors.method, vectors.component,
-                                                               vectors.position))
+                vector = _load_vector(TraitVector, self.run.vector_path(source, trait_name, vectors.method,
+                                                                        vectors.component, vectors.position))
                 inputs = SearchInputs(
                     target=target, trait=trait_name, source=source,
                     call=lambda method, *args, _t=target: self.call(_t, method, *args), vector=vector,
