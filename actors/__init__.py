@@ -1,5 +1,6 @@
 """ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
 
+from .handle import ModelHandle
 from .hooks import SteeringDeltas, capturing, steering
 from .layers import (
     KNOWN_LAYOUTS,
@@ -30,6 +31,7 @@ from .messages import (
 )
 from .model_actor import ModelActor
 from .model_worker import ModelWorker, VectorError
+from .paths import RunPaths
 from .positions import Position, PositionSyntaxError, parse_positions
 from .prompts import PromptError, encode_prompt, encode_response
 
@@ -44,6 +46,7 @@ __all__ = [
     "LayerLayout",
     "LayerOutOfRangeError",
     "ModelActor",
+    "ModelHandle",
     "ModelInfo",
     "ModelLoadError",
     "ModelSpec",
@@ -54,6 +57,7 @@ __all__ = [
     "ProjectRequest",
     "PromptError",
     "PromptInput",
+    "RunPaths",
     "SteerReply",
     "SteerRequest",
     "SteerRow",

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _is_bad_input(error: BaseException) -> bool:
     from .config import ConfigError
-    from .rundir import ConfigChangedError
+    from .errors import ConfigChangedError
 
     if isinstance(error, UsageError | ConfigError | ConfigChangedError):
         return True

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .rundir import ConfigChangedError
+from .errors import ConfigChangedError
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
