@@ -92,6 +92,8 @@ class Pipeline:
         freeze_config(self.run.root, self.config.to_yaml())
         self.run.create()
         self.manifest = Manifest(self.run.root)
+        if any(m.path.startswith(TOY_SCHEME) for m in self.config.models):
+            self._toy_family()  # build (first use) before Ray starts, so the two do not compete for the cores
 
     def _toy_family(self):
         if self.family is None:

@@ -193,7 +193,8 @@ def build_report(root: str | os.PathLike[str]) -> str:
     trials = None if trials_table is None else trials_table.to_pandas()
     figures = _Figures()
     body = []
-    counts = status["counts"]
+    units_now = [u for u in status["units"] if u["unit"] != "report"]  # the report unit is this page being written
+    counts = {state: sum(u["state"] == state for u in units_now) for state in ("done", "running", "left")}
     best_rows = [b for b in status["best"] if b.get("found")]
     import pandas as pd
 
