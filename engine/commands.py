@@ -11,7 +11,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
+console = Console(soft_wrap=True)  # paths and one-line results are never wrapped
 DEMO_CONFIG = "demo.yaml"
 
 
