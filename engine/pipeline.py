@@ -167,9 +167,9 @@ class Pipeline:
         return self.actors[name]
 
     def call(self, name: str, method: str, *args: Any) -> Any:
-        import ray
+        from steersweep.actors import ModelHandle
 
-        return ray.get(getattr(self.actor(name), method).remote(*args))
+        return ModelHandle.of(self.actor(name)).call(method, *args)
 
     def judge(self):
         if self._judge is None:
@@ -235,6 +235,8 @@ class Pipeline:
                     call=lambda method, *args, _t=target: self.call(_t, method, *args), vector=vector,
                     questions=list(dataset.questions[: self.config.search.questions]), judge=self.judge(),
                     trait_definition=TraitDefinition(trait_name, dataset.definition),
+                    vector_path=str(self.run.vector_path(source, trait_name, vectors.method, vectors.component,
+                                                         vectors.position).relative_to(self.run.root)),
                 )
                 trials, responses = run_search(self.config, self.run.root, inputs,
                                                advance=lambda n, _task=task: progress.advance(_task, n))

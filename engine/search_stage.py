@@ -36,6 +36,9 @@ TRIAL_SCHEMA = pa.schema([
     ("coherence_se", pa.float64()), ("n", pa.int64()), ("baseline_trait_score", pa.float64()),
     ("baseline_coherence", pa.float64()), ("feasible", pa.bool_()), ("coherence_threshold", pa.float64()),
     ("step", pa.int64()), ("seconds", pa.float64()),
+    # run metadata: what produced the row
+    ("seed", pa.int64()), ("vector_path", pa.string()), ("judge", pa.string()), ("judge_template", pa.string()),
+    ("max_new_tokens", pa.int64()),
 ])
 RESPONSE_SCHEMA = pa.schema([
     ("study", pa.string()), ("trial_number", pa.int64()), ("question_index", pa.int64()), ("question", pa.string()),
@@ -59,6 +62,7 @@ class SearchInputs:
     questions: list[str]
     judge: Any
     trait_definition: Any
+    vector_path: str = ""
 
 
 def _mean_se(values: list[float | None]) -> tuple[float, float]:
@@ -93,6 +97,7 @@ def run_search(config: SweepConfig, run_root, inputs: SearchInputs,
     import optuna
 
     from steersweep.actors.messages import SteeringTerm, SteerRequest, SteerRow
+    from steersweep.search import perturbation_coefficient
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     search = config.search
@@ -103,9 +108,13 @@ def run_search(config: SweepConfig, run_root, inputs: SearchInputs,
     info = inputs.call("info")
     from .validation import search_layers
 
-    layers = tuple(layer for layer in search_layers(config, info.num_layers) if layer in vector.layers)
-    norms = inputs.call("activation_norms", list(layers), config.vectors.component, inputs.questions).norms
     vector_norms = vector.norms()
+    layers = tuple(layer for layer in search_layers(config, info.num_layers)
+                   if layer in vector.layers and math.isfinite(vector_norms[layer]) and vector_norms[layer] > 0)
+    if not layers:
+        raise ValueError(f"{name}: the vector of {inputs.source} is zero or missing at every searched layer "
+                         f"({inputs.vector_path}); re-extract it or change search.layers")
+    norms = inputs.call("activation_norms", list(layers), config.vectors.component, inputs.questions).norms
     storage = _storage(config, run_root)
     with contextlib.suppress(KeyError):  # an unfinished earlier attempt: start again from trial 0 (seeded)
         optuna.delete_study(study_name=name, storage=storage)
@@ -117,6 +126,9 @@ def run_search(config: SweepConfig, run_root, inputs: SearchInputs,
         study.enqueue_trial({"layer": layers[len(layers) // 2], "ratio": min(search.prior_ratio,
                                                                            search.ratio_range[1])})
     judge_trait = inputs.trait_definition
+    judge_id = str(getattr(inputs.judge, "judge_id", type(inputs.judge).__name__))
+    templates = getattr(inputs.judge, "templates", None)
+    template = templates.for_metric("trait").version if templates is not None else ""
     responses: list[dict[str, Any]] = []
 
     def generate(rows: list[SteerRow]):
@@ -154,7 +166,7 @@ def run_search(config: SweepConfig, run_root, inputs: SearchInputs,
         for trial in batch:
             layer = int(trial.suggest_categorical("layer", list(layers)))
             ratio = float(trial.suggest_float("ratio", *search.ratio_range))
-            coefficient = ratio * norms[layer] / vector_norms[layer] if vector_norms[layer] > 0 else 0.0
+            coefficient = perturbation_coefficient(ratio, norms[layer], vector_norms[layer])
             terms = (SteeringTerm(vector_id, layer, coefficient),) if coefficient else ()
             meta.append((trial, layer, ratio, coefficient))
             rows.extend(SteerRow(q, terms, tag=f"{name}/t{trial.number}/q{i}") for i, q in enumerate(inputs.questions))
@@ -183,7 +195,8 @@ def run_search(config: SweepConfig, run_root, inputs: SearchInputs,
                 "trait_score": trait_mean, "coherence": coh_mean, "trait_score_se": trait_se, "coherence_se": coh_se,
                 "n": len(inputs.questions), "baseline_trait_score": base_trait, "baseline_coherence": base_coh,
                 "feasible": feasible, "coherence_threshold": search.coherence_threshold, "step": step,
-                "seconds": seconds / len(meta),
+                "seconds": seconds / len(meta), "seed": search.seed, "vector_path": inputs.vector_path,
+                "judge": judge_id, "judge_template": template, "max_new_tokens": search.max_new_tokens,
             })
         step += 1
         if advance:
