@@ -91,11 +91,12 @@ class SearchConfig(_Section):
     """One search per (target, trait, vector source) over layers x perturbation ratio."""
 
     layers: Literal["all", "middle"] | tuple[int, ...] = "middle"
-    ratio_range: tuple[float, float] = (0.0, 1.6)
-    sampler: Literal["constrained_tpe", "tpe", "random", "grid"] = "constrained_tpe"
+    ratio_range: tuple[float, float] = (0.05, 2.0)
+    sampler: Literal["constrained_tpe", "default", "adaptive", "tpe", "gp", "grid", "random"] = "constrained_tpe"
+    """constrained_tpe = steersweep.search's ``tpe`` (prior points first, then TPE under the coherence constraint)."""
     trials: int = Field(16, ge=1)
-    batch_trials: int = Field(4, ge=1, description="trials packed into one batched steer call")
-    prior_ratio: float = Field(0.6, ge=0)
+    batch_trials: int | None = Field(None, ge=1, description="rows per steer call (default: the actor's capacity)")
+    prior_ratio: float = Field(0.6, gt=0)
     coherence_threshold: float = Field(80.0, ge=0, le=100)
     questions: int = Field(8, ge=1, description="evaluation questions per trial (from the trait's steering.json)")
     max_new_tokens: int = Field(32, ge=1)
@@ -106,8 +107,9 @@ class SearchConfig(_Section):
     @classmethod
     def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
-        if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high <= low:
-            raise ValueError(f"{list(value)} must be two finite numbers 0 <= low < high, e.g. [0.0, 1.6]")
+        if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high <= low:
+            raise ValueError(f"{list(value)} must be two finite numbers 0 < low < high (searched on a log scale), "
+                             "e.g. [0.05, 2.0]")
         return value
 
     @field_validator("layers")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import TOY_SCHEME, SweepConfig, study_name
 from .manifest import Manifest, freeze_config
@@ -208,45 +207,45 @@ class Pipeline:
             self.result.ran.append(unit)
 
     def search(self) -> None:
+        """One study per (target, trait, vector source) through ``steersweep.search.search``; a unit cut by a crash
+        resumes from the trials its Parquet files hold."""
         from steersweep.actors.judges import TraitDefinition
         from steersweep.analysis import TraitVector
+        from steersweep.search import RatioPrior, SearchSpace
+        from steersweep.search import search as run_search
 
-        from .search_stage import SearchInputs, run_search
-
-        units = [(t, tr, s) for t, tr, s in self.config.search_units()
-                 if not self.manifest.is_done(f"search/{study_name(t, tr, s)}")]
-        self.result.skipped.extend(f"search/{study_name(*u)}" for u in self.config.search_units() if u not in units)
-        if not units:
-            return
-        vectors = self.config.vectors
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=self.console, transient=False) as progress:
-            for target, trait_name, source in units:
-                name = study_name(target, trait_name, source)
-                unit = f"search/{name}"
-                started = self.manifest.start(unit)
-                task = progress.add_task(f"search {name} (trials)", total=self.config.search.trials)
-                elicitation = next(e for s, t, e in self.config.extraction_units() if s == source and t == trait_name)
-                dataset = self.dataset(trait_name, elicitation)
-                vector = _load_vector(TraitVector, self.run.vector_path(source, trait_name, vectors.method,
-                                                                        vectors.component, vectors.position))
-                inputs = SearchInputs(
-                    target=target, trait=trait_name, source=source,
-                    call=lambda method, *args, _t=target: self.call(_t, method, *args), vector=vector,
-                    questions=list(dataset.questions[: self.config.search.questions]), judge=self.judge(),
-                    trait_definition=TraitDefinition(trait_name, dataset.definition),
-                    vector_path=str(self.run.vector_path(source, trait_name, vectors.method, vectors.component,
-                                                         vectors.position).relative_to(self.run.root)),
-                )
-                trials, responses = run_search(self.config, self.run.root, inputs,
-                                               advance=lambda n, _task=task: progress.advance(_task, n))
-                slug = unit_slug(unit)
-                self.run.write_table(responses, self.run.responses_dir / f"{slug}.parquet")
-                self.run.write_table(trials, self.run.trials_dir / f"{slug}.parquet")
-                self.judge().cache.flush()
-                self.manifest.finish(unit, started, [f"data/trials/{slug}.parquet", f"data/responses/{slug}.parquet"],
-                                     trials=trials.num_rows)
-                self.result.ran.append(unit)
+        config, vectors = self.config, self.config.vectors
+        space_args: dict[str, Any] = {"ratio": tuple(config.search.ratio_range)}
+        if config.search.layers == "middle":
+            space_args["depth"] = (0.25, 0.75)
+        elif config.search.layers != "all":
+            space_args["layers"] = tuple(config.search.layers)
+        space = SearchSpace(**space_args)
+        sampler = "tpe" if config.search.sampler == "constrained_tpe" else config.search.sampler
+        for target, trait_name, source in config.search_units():
+            unit = f"search/{study_name(target, trait_name, source)}"
+            if not self._unit(unit):
+                continue
+            started = self.manifest.start(unit)
+            elicitation = next(e for s, t, e in config.extraction_units() if s == source and t == trait_name)
+            dataset = self.dataset(trait_name, elicitation)
+            path = self.run.vector_path(source, trait_name, vectors.method, vectors.component, vectors.position)
+            vector = _load_vector(TraitVector, path)
+            self.console.log(f"search: vector of {source} on {target} ({trait_name})")
+            result = run_search(
+                {target: self.actor(target)}, vector, list(dataset.questions[: config.search.questions]), space,
+                sampler, self.judge(), self.run.root, trait=TraitDefinition(trait_name, dataset.definition),
+                target_model=target, vector_source=source, vector_method=vectors.method,
+                n_trials=config.search.trials, coherence_threshold=config.search.coherence_threshold,
+                max_new_tokens=config.search.max_new_tokens, seed=config.search.seed, storage=config.cluster.storage,
+                prior=RatioPrior(start_ratio=config.search.prior_ratio), rows_per_call=config.search.batch_trials,
+                console=self.console,
+            )
+            self.judge().cache.flush()
+            studies = sorted(result.best)
+            self.manifest.finish(unit, started, [f"data/trials/{s}" for s in studies], studies=studies,
+                                 vector_path=str(path.relative_to(self.run.root)))
+            self.result.ran.append(unit)
 
     def analyse(self) -> None:
         if not self.config.analysis.enabled:

@@ -116,8 +116,9 @@ def _study_section(study: str, trials, figures: _Figures) -> str:
                                 colorbar=dict(title="trait")))
     heat.update_layout(title="trait score: layer x ratio (mean of the trials in a cell)",
                        xaxis_title="perturbation ratio (bin centre)", yaxis_title="layer")
-    steps = trials.sort_values("trial_number")[["step", "trial_number", "layer", "perturbation_ratio", "coefficient",
-                                                "trait_score", "trait_score_se", "coherence", "feasible", "n"]]
+    wanted = ["step", "trial_number", "site", "source", "layer", "perturbation_ratio", "coefficient", "trait_score",
+              "trait_score_se", "coherence", "coherence_se", "feasible", "n"]
+    steps = trials.sort_values("trial_number")[[c for c in wanted if c in trials.columns]]
     anchor = study.replace("/", "-")
     return (f"<section id='{html.escape(anchor)}' data-section='study' data-study='{html.escape(study)}'>"
             f"<h2>study {html.escape(study)}</h2><p>{'<br>'.join(html.escape(n) for n in notes)}</p>"

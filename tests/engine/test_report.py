@@ -19,7 +19,7 @@ from report_browser import chromium, open_page
 from steersweep.engine.config import parse_config, study_name
 from steersweep.engine.manifest import Manifest, freeze_config
 from steersweep.engine.report import write_report
-from steersweep.engine.search_stage import TRIAL_SCHEMA
+from steersweep.search import TRIALS_SCHEMA
 
 CONFIG = {
     "name": "report-test",
@@ -46,9 +46,10 @@ def _trials(target: str, source: str, strength: float) -> pa.Table:
             "perturbation_ratio": ratio, "coefficient": ratio * 9.0, "activation_norm": 9.0, "vector_norm": 1.0,
             "trait_score": trait, "coherence": coherence, "trait_score_se": 2.5, "coherence_se": 1.5, "n": 8,
             "baseline_trait_score": 50.0, "baseline_coherence": 98.0, "feasible": coherence >= 80,
-            "coherence_threshold": 80.0, "step": number // 4, "seconds": 0.5,
+            "coherence_threshold": 80.0, "site": f"L{layer}", "sign": 1, "coefficients": [ratio * 9.0],
+            "source": "prior" if number < 3 else "tpe", "retry_of": None, "seconds": 0.5,
         })
-    return pa.Table.from_pylist(rows, schema=TRIAL_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA)
 
 
 def _run_dir(root: Path, studies: list[tuple[str, str, float]], analysis: bool) -> Path:
