@@ -95,7 +95,7 @@ class SearchConfig(_Section):
     sampler: Literal["constrained_tpe", "default", "adaptive", "tpe", "gp", "grid", "random"] = "constrained_tpe"
     """constrained_tpe = steersweep.search's ``tpe`` (prior points first, then TPE under the coherence constraint)."""
     trials: int = Field(16, ge=1)
-    batch_trials: int | None = Field(None, ge=1, description="rows per steer call (default: the actor's capacity)")
+    rows_per_call: int | None = Field(None, ge=1, description="rows per steer call (default: the actor's capacity)")
     prior_ratio: float = Field(0.6, gt=0)
     coherence_threshold: float = Field(80.0, ge=0, le=100)
     questions: int = Field(8, ge=1, description="evaluation questions per trial (from the trait's steering.json)")
@@ -142,8 +142,9 @@ class ClusterConfig(_Section):
 
 class AnalysisConfig(_Section):
     enabled: bool = True
-    analyses: tuple[Literal["transfer", "similarity", "validation", "bai", "weight_diff"], ...] = (
-        "transfer", "similarity", "validation", "bai", "weight_diff")
+    analyses: tuple[Literal["transfer", "similarity", "weight_diff", "tables"], ...] = (
+        "transfer", "similarity", "weight_diff", "tables")
+    """``tables``: the analysis package's tasks (transfer by layer, weight diff, logit lens, trait alignment)."""
 
 
 class SweepConfig(_Section):

@@ -238,7 +238,7 @@ class Pipeline:
                 target_model=target, vector_source=source, vector_method=vectors.method,
                 n_trials=config.search.trials, coherence_threshold=config.search.coherence_threshold,
                 max_new_tokens=config.search.max_new_tokens, seed=config.search.seed, storage=config.cluster.storage,
-                prior=RatioPrior(start_ratio=config.search.prior_ratio), rows_per_call=config.search.batch_trials,
+                prior=RatioPrior(start_ratio=config.search.prior_ratio), rows_per_call=config.search.rows_per_call,
                 console=self.console,
             )
             self.judge().cache.flush()

@@ -34,7 +34,7 @@ def _config(tmp: Path, family) -> Path:
     (tmp / "home").mkdir()
     (tmp / "home" / "toy").symlink_to(family.root.parent)  # toy.home: DIR means DIR/toy, like STEERSWEEP_HOME
     data["toy"] = {"home": str(tmp / "home"), "seed": 0, "scale": family.manifest["scale"]}
-    data["search"].update(trials=6, batch_trials=3, questions=4, max_new_tokens=12)
+    data["search"].update(trials=6, questions=4, max_new_tokens=12)
     data["traits"][0]["max_scenarios"] = 16
     data["cluster"] = {"dashboard": False, "num_cpus": 2}
     path = tmp / "sweep.yaml"
