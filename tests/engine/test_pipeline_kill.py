@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from report_browser import chromium, open_page
 
 from steersweep.engine.commands import demo_config_text
 from steersweep.engine.manifest import read_events
@@ -107,6 +109,15 @@ def test_sigkill_at_three_points_then_rerun_gives_the_same_tables(tmp_path, smal
     redone = {u for u, c in starts.items() if c > 1}
     assert redone == set(KILL_AT), redone
     print(f"uninterrupted run {uninterrupted_s:.0f} s; units {len(done)}; starts {sum(starts.values())}")
+
+    # the real run's report draws in headless Chromium with the network off
+    if chromium() is not None:
+        page = open_page(reference / "report.html", tmp_path / "profile", screenshot=tmp_path / "report.png")
+        assert page.console == [], page.console
+        sections = re.findall(r'data-section="(\w+)"', page.dom)
+        assert sections == ["summary", "study", "study", "study", "study", "transfer", "analysis", "config"]
+        plots = re.findall(r'data-plot="(\w+)"><div[^>]*>\s*<div id="plot-\d+" class="([^"]*)"', page.dom)
+        assert len(plots) >= 8 and all("js-plotly-plot" in cls for _, cls in plots), plots
 
     # status reads the files only: no Ray, no torch in its process
     probe = subprocess.run([sys.executable, "-c", (
