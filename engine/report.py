@@ -101,7 +101,7 @@ def _study_section(study: str, trials, figures: _Figures) -> str:
     if len(broken):
         breakdown = float(broken["perturbation_ratio"].min())
         curves.add_vline(x=breakdown, line=dict(color="#b42318"), annotation_text="breakdown")
-        notes.append(f"breakdown: coherence below {threshold:g} from ratio {breakdown:.2f}")
+        notes.append(f"breakdown: the lowest ratio with coherence below {threshold:g} (any layer) is {breakdown:.2f}")
     curves.update_layout(title="trait (solid) and coherence (dotted) over perturbation ratio, per layer",
                          xaxis_title="perturbation ratio (|coef·v| / |h|)", yaxis_title="score (0-100)")
     bins = np.linspace(done["perturbation_ratio"].min(), done["perturbation_ratio"].max() + 1e-9, 9) \
