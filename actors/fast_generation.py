@@ -68,10 +68,11 @@ class FastGenerator:
         >>> generator.generate(prompts, deltas, SamplingConfig(32), seeds, eos_ids, max_slots=160)  # doctest: +SKIP
     """
 
-    def __init__(self, fast: FastModel, use_graphs: bool | None = None, sync_every: int = 16):
+    def __init__(self, fast: FastModel, use_graphs: bool | None = None, sync_every: int | None = None):
         self.fast = fast
         self.use_graphs = fast.device.type == "cuda" if use_graphs is None else use_graphs
-        self.sync_every = sync_every
+        # On a GPU a sync drains the launch queue, so sync rarely; on a CPU steps are synchronous anyway.
+        self.sync_every = sync_every or (16 if self.use_graphs else 4)
         self.graph_captures = 0
         """CUDA graphs captured so far (each is one step variant)."""
         self.step_variants: set[tuple] = set()
@@ -102,7 +103,7 @@ class FastGenerator:
             cache=self.fast.new_cache(slots, cache_len), tokens=zeros(slots), positions=zeros(slots),
             steps=zeros(slots), seeds=zeros(slots), active=zeros(slots, dtype=torch.bool),
             stopped=zeros(slots, dtype=torch.bool), history=zeros(slots, self.sync_every), cursor=zeros(1),
-            eos=torch.tensor(sorted(eos_ids) or [-1], device=device), max_new=zeros(1),
+            eos=torch.tensor(sorted(eos_ids) or [-1], device=device), max_new=zeros(slots),
             stop_at_eos=zeros(1, dtype=torch.bool), temperature=zeros(1, dtype=torch.float32),
             deltas={c: zeros(layers, slots, hidden, dtype=self.fast.dtype) for c in COMPONENT_ORDER},
         )
@@ -151,10 +152,16 @@ class FastGenerator:
     def generate(
         self, prompts: Sequence[list[int]], deltas: dict[tuple[int, str], torch.Tensor], config: SamplingConfig,
         seeds: Sequence[int], eos_ids: set[int], steer_prompt: bool = True, max_slots: int = 64,
+        max_new_per_row: Sequence[int] | None = None,
     ) -> GenerationOutput:
-        """Generate for every prompt; ``deltas[(layer, component)]`` is ``[len(prompts), hidden]`` (VectorTable)."""
+        """Generate for every prompt; ``deltas[(layer, component)]`` is ``[len(prompts), hidden]`` (VectorTable).
+
+        ``max_new_per_row`` caps rows separately (default ``config.max_new_tokens`` for all); benchmarks use it to
+        give a sweep's answers very different lengths without depending on when a random model says EOS.
+        """
         n = len(prompts)
-        max_len = max(len(p) for p in prompts) + config.max_new_tokens
+        limits = [config.max_new_tokens] * n if max_new_per_row is None else [int(m) for m in max_new_per_row]
+        max_len = max(len(p) + m for p, m in zip(prompts, limits, strict=True))
         self.fast.check_length(max_len)
         s = self._buffers(batch_bucket(min(n, max_slots)), max_len, eos_ids)
         slots = s.tokens.shape[0]
@@ -162,7 +169,6 @@ class FastGenerator:
         s.active.zero_()
         s.stopped.zero_()
         s.cursor.zero_()
-        s.max_new.fill_(config.max_new_tokens)
         s.stop_at_eos.fill_(config.stop_at_eos)
         s.temperature.fill_(config.temperature)
         tokens: list[list[int]] = [[] for _ in range(n)]
@@ -170,7 +176,7 @@ class FastGenerator:
         slot_row = [-1] * slots
         positions = [0] * slots
         waiting = deque(range(n))
-        run = _Run(prompts, deltas, config, seeds, steer_prompt, components, tokens, stopped)
+        run = _Run(prompts, deltas, config, seeds, steer_prompt, components, tokens, stopped, limits)
         self._refill(s, run, slot_row, positions, waiting)
         while any(row >= 0 for row in slot_row):
             bound = max(positions[i] for i, row in enumerate(slot_row) if row >= 0) + 1
@@ -221,9 +227,10 @@ class FastGenerator:
                               run.config.top_p if run.config.do_sample else 1.0, seeds, torch.zeros_like(seeds))
         lengths = torch.tensor([len(p) for p in prompts], device=device)
         hit_eos = (first[:, None] == s.eos[None, :]).any(-1) & bool(run.config.stop_at_eos)
-        done = hit_eos | (run.config.max_new_tokens <= 1)
+        limits = torch.tensor([run.limits[r] for r in rows], device=device)
+        done = hit_eos | (limits <= 1)
         s.tokens[slot_index], s.positions[slot_index], s.seeds[slot_index] = first, lengths, seeds
-        s.steps[slot_index] = 1
+        s.steps[slot_index], s.max_new[slot_index] = 1, limits
         s.active[slot_index], s.stopped[slot_index] = ~done, hit_eos
         for slot, row, token, finished, eos_hit, length in zip(
             slots, rows, first.tolist(), done.tolist(), hit_eos.tolist(), lengths.tolist(), strict=True
@@ -247,3 +254,4 @@ class _Run:
     components: tuple[str, ...]
     tokens: list[list[int]]
     stopped: list[bool]
+    limits: list[int]
