@@ -88,7 +88,8 @@ class FastGenerator:
         fits = current is not None and current.tokens.shape[0] == slots and current.cache.max_len >= max_len
         if fits and set(current.eos.tolist()) == (eos_ids or {-1}):
             return current
-        self._slots, self._graphs = None, {}  # old graphs point at the old buffers
+        # Old graphs point at the old buffers; their memory pool goes with them (a new pool for new graphs).
+        self._slots, self._graphs, self._pool = None, {}, None
         if current is not None and self.fast.device.type == "cuda":
             del current
             torch.cuda.empty_cache()

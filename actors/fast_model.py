@@ -123,17 +123,20 @@ class FastModel:
         positions = torch.arange(max_len, device=self.device)[None]
         probe = torch.zeros(1, dtype=self.dtype, device=self.device)
         cos, sin = self._rotary(probe, positions)
-        self._cos, self._sin = cos[0].to(self.dtype), sin[0].to(self.dtype)
+        half = self.head_dim // 2
+        sin = sin[0].to(self.dtype)
+        self._cos, self._sin = cos[0].to(self.dtype), torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        # As HF's RMSNorm: normalise in float32, round to the model dtype, then scale.
-        return weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        # As HF's RMSNorm: normalise (the fused kernel accumulates in float32), round to the model dtype, then
+        # scale; one kernel instead of HF's upcast copy, reduction and downcast copy.
+        return weight * F.rms_norm(x, (x.shape[-1],), eps=self.eps)
 
     @staticmethod
-    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-        return x * cos + rotated * sin
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """``x * cos + rotate_half(x) * sin`` with ``rotate_half(x) * sin == swap_halves(x) * signed_sin``."""
+        swapped = x.unflatten(-1, (2, x.shape[-1] // 2)).flip(-2).flatten(-2)
+        return x * cos + swapped * signed_sin
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
         gate, up = F.linear(x, layer.gate_up).chunk(2, dim=-1)

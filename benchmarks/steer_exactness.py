@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -99,7 +100,25 @@ def random_model(shape: str, batch: int = 20, prompt_tokens: int = 32) -> dict:
     got = FastGenerator(fast).generate(ids.tolist(), deltas, sampling, list(range(batch)), set(), max_slots=batch)
     result = token_agreement(got.tokens, reference)
     result["first_step_logits"] = logits_error(model, fast, ids.tolist(), deltas, layout)
-    del model, fast
+    # Both bf16 paths against a float32 copy of the same weights: is the fast path as close to exact as the reference?
+    exact = copy.deepcopy(model).float()
+    with torch.inference_mode():
+        with steering(exact, layout, SteeringDeltas(deltas)):
+            truth = exact(ids).logits[:, -1].float()
+        with steering(model, layout, SteeringDeltas(deltas)):
+            reference_bf16 = model(ids).logits[:, -1].float()
+        fast.rope_tables(ids.shape[1] + 1)
+        deltas_bf16 = {"residual": torch.zeros(fast.num_layers, batch, fast.hidden, dtype=fast.dtype, device="cuda")}
+        deltas_bf16["residual"][layer] = deltas[(layer, "residual")]
+        fast_bf16 = fast.prefill(ids.tolist(), torch.arange(batch, device="cuda"), fast.new_cache(batch, prompt_tokens),
+                                 deltas_bf16).float()
+    result["first_step_logits_vs_float32"] = {
+        "reference_bf16_relative_l2": float((reference_bf16 - truth).norm() / truth.norm()),
+        "fast_bf16_relative_l2": float((fast_bf16 - truth).norm() / truth.norm()),
+        "reference_bf16_argmax_agree": float((reference_bf16.argmax(-1) == truth.argmax(-1)).float().mean()),
+        "fast_bf16_argmax_agree": float((fast_bf16.argmax(-1) == truth.argmax(-1)).float().mean()),
+    }
+    del model, fast, exact
     torch.cuda.empty_cache()
     return result
 

@@ -25,6 +25,9 @@ from steersweep.actors.layers import resolve_layout
 
 logger = logging.getLogger("steer_throughput")
 
+MATMUL_FLOPS = 790e12
+"""bf16 matmul rate taken as the compute ceiling (an 8192^3 product measured 769-798 TFLOP/s on these machines)."""
+
 SHAPES = {
     "llama3-8b": ("llama", dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
                                 num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
@@ -114,6 +117,7 @@ def hf_generate_with_hook(model, input_ids, delta: torch.Tensor, layer: int, new
         handle.remove()
 
 
+@torch.inference_mode()
 def profile_decode(generator: FastGenerator, prompts, deltas, out_file: Path) -> list[dict]:
     """Top kernels of graph-free decode steps (a replayed graph hides its kernels), in ms per step."""
     from torch.profiler import ProfilerActivity, profile
@@ -124,10 +128,12 @@ def profile_decode(generator: FastGenerator, prompts, deltas, out_file: Path) ->
     slots = generator._slots  # the buffers that call left: time bare decode steps on them, eagerly
     components = tuple(sorted({component for _, component in deltas}))
     n_keys = 128
+    slots.cursor.zero_()
     generator._step(slots, n_keys, components, False, 1.0)
     torch.cuda.synchronize()
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
+            slots.cursor.zero_()  # the history column to write; the real loop resets it at every sync
             generator._step(slots, n_keys, components, False, 1.0)
         torch.cuda.synchronize()
     rows = [{"kernel": event.key[:100], "calls_per_step": event.count / steps,
@@ -154,7 +160,9 @@ def measure_batch(model, layout, generator: FastGenerator, shape: dict, batch: i
     floor = parameter_bytes / floor_bw
     mean_keys = prompt_tokens + new_tokens / 2
     row = {"batch": batch, "floor_ms_per_step": floor * 1e3,
-           "floor_with_kv_ms_per_step": (floor + batch * mean_keys * kv_bytes_per_token / floor_bw) * 1e3}
+           "floor_with_kv_ms_per_step": (floor + batch * mean_keys * kv_bytes_per_token / floor_bw) * 1e3,
+           # at large batches the matmuls, not the weight reads, bound a step: 2 FLOP per parameter per row
+           "flop_floor_ms_per_step": parameter_bytes * batch / MATMUL_FLOPS * 1e3}
 
     def record(label: str, seconds: float) -> None:
         step = seconds / new_tokens
@@ -170,6 +178,14 @@ def measure_batch(model, layout, generator: FastGenerator, shape: dict, batch: i
     fast({})
     captures = generator.graph_captures
     record("fast", min(timed(lambda: fast(deltas)) for _ in range(2)))
+    prefill_only = SamplingConfig(max_new_tokens=1, stop_at_eos=False)
+    prefill = min(timed(lambda: generator.generate(prompts, deltas, prefill_only, seeds, set(), max_slots=batch))
+                  for _ in range(2))
+    row["fast_prefill_seconds"] = prefill
+    row["fast_decode_only_ms_per_step"] = (row["fast"]["seconds"] - prefill) / (new_tokens - 1) * 1e3
+    row["fast_decode_only_fraction_of_floor"] = floor * 1e3 / row["fast_decode_only_ms_per_step"]
+    logger.info("batch %d fast decode only       %7.2f ms/step (prefill %.3f s) %.2f of floor", batch,
+                row["fast_decode_only_ms_per_step"], prefill, row["fast_decode_only_fraction_of_floor"])
     record("fast_unsteered", min(timed(lambda: fast({})) for _ in range(2)))
     row["graph_captures_total"] = generator.graph_captures
     row["graph_captures_during_timed_runs"] = generator.graph_captures - captures
@@ -186,7 +202,7 @@ def measure_batch(model, layout, generator: FastGenerator, shape: dict, batch: i
 
 
 def run_shape(name: str, batches: list[int], prompt_tokens: int, new_tokens: int, floor_bw: float,
-              out: Path, profile_batch: int | None, skip_slow_above: int) -> dict:
+              out: Path, profile_batch: int | None, skip_slow_above: int, continuous: bool = True) -> dict:
     kind, shape = SHAPES[name]
     started = time.perf_counter()
     model = build_random_model(kind, shape)
@@ -207,7 +223,8 @@ def run_shape(name: str, batches: list[int], prompt_tokens: int, new_tokens: int
             result["profile_batch"] = batch
             result["profile_top_kernels"] = profile_decode(generator, ids, deltas, out / f"profile_{name}.txt")
         torch.cuda.empty_cache()
-    result["continuous_batching"] = continuous_batching(generator, shape, layer, prompt_tokens)
+    if continuous:
+        result["continuous_batching"] = continuous_batching(generator, shape, layer, prompt_tokens)
     return result
 
 
@@ -251,6 +268,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--profile-batch", type=int, default=160)
     parser.add_argument("--skip-slow-above", type=int, default=512, help="largest batch for HF and reference runs")
+    parser.add_argument("--no-continuous", action="store_true", help="skip the continuous-batching comparison")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -265,7 +283,8 @@ def main() -> None:
               "hf and reference: 1 timed run after a warm-up (hf) / none (reference)", "shapes": []}
     for name in args.shapes:
         report["shapes"].append(run_shape(name, args.batches, args.prompt_tokens, args.new_tokens, bandwidth,
-                                          args.out, args.profile_batch, args.skip_slow_above))
+                                          args.out, args.profile_batch, args.skip_slow_above,
+                                          not args.no_continuous))
         stamp = time.strftime("%Y%m%d-%H%M%S")
         (args.out / f"steer_throughput_{stamp}.json").write_text(json.dumps(report, indent=1))
     print(json.dumps(report, indent=1))
