@@ -36,6 +36,15 @@ def batch_bucket(rows: int) -> int:
     return -(-rows // 128) * 128
 
 
+def slot_count(rows: int, max_slots: int) -> int:
+    """Slots for a call: the bucket of ``rows``, never more than ``max_slots`` (then the largest bucket that fits,
+    so a memory cap that moves a little between calls does not create new graph keys)."""
+    wanted = batch_bucket(max(1, min(rows, max_slots)))
+    if wanted <= max_slots:
+        return wanted
+    return max([b for b in BATCH_BUCKETS if b <= max_slots] or [1])
+
+
 def length_bucket(tokens: int) -> int:
     return -(-tokens // LENGTH_STEP) * LENGTH_STEP
 
@@ -164,7 +173,7 @@ class FastGenerator:
         limits = [config.max_new_tokens] * n if max_new_per_row is None else [int(m) for m in max_new_per_row]
         max_len = max(len(p) + m for p, m in zip(prompts, limits, strict=True))
         self.fast.check_length(max_len)
-        s = self._buffers(batch_bucket(min(n, max_slots)), max_len, eos_ids)
+        s = self._buffers(slot_count(n, max_slots), max_len, eos_ids)
         slots = s.tokens.shape[0]
         components = tuple(c for c in COMPONENT_ORDER if any(key[1] == c for key in deltas))
         s.active.zero_()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from steersweep.actors.fast_generation import FastGenerator
+from steersweep.actors.fast_generation import FastGenerator, batch_bucket
 from steersweep.actors.fast_model import FastModel
 from steersweep.actors.generation import SamplingConfig, steered_decode
 from steersweep.actors.layers import resolve_layout
@@ -172,14 +172,15 @@ def measure_batch(model, layout, generator: FastGenerator, shape: dict, batch: i
                     batch * new_tokens / seconds, floor / step)
 
     def fast(with_deltas: dict) -> None:
-        generator.generate(prompts, with_deltas, config, seeds, set(), max_slots=batch)
+        generator.generate(prompts, with_deltas, config, seeds, set(), max_slots=batch_bucket(batch))
 
     fast(deltas)  # warm-up: captures this batch's graphs
     fast({})
     captures = generator.graph_captures
     record("fast", min(timed(lambda: fast(deltas)) for _ in range(2)))
     prefill_only = SamplingConfig(max_new_tokens=1, stop_at_eos=False)
-    prefill = min(timed(lambda: generator.generate(prompts, deltas, prefill_only, seeds, set(), max_slots=batch))
+    prefill = min(timed(lambda: generator.generate(prompts, deltas, prefill_only, seeds, set(),
+                                                   max_slots=batch_bucket(batch)))
                   for _ in range(2))
     row["fast_prefill_seconds"] = prefill
     row["fast_decode_only_ms_per_step"] = (row["fast"]["seconds"] - prefill) / (new_tokens - 1) * 1e3
