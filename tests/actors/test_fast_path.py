@@ -86,7 +86,7 @@ def test_fast_rows_stop_at_eos_independently(workers, fast_workers):
 def test_fast_sampling_depends_only_on_the_row_seed(fast_workers):
     worker = fast_workers["qwen2"]
     _load_same_vectors(worker)
-    rows = tuple(SteerRow(PROMPTS[i % 5], _configs()[i + 2], seed=100 + i) for i in range(4))
+    rows = tuple(SteerRow(PROMPTS[i % 5], _configs()[i + 3], seed=100 + i) for i in range(3))
     common = dict(max_new_tokens=6, do_sample=True, temperature=1.3, top_p=0.9)
     batched = worker.steer(SteerRequest(rows=rows, **common))
     for i, row in enumerate(rows):
@@ -102,7 +102,7 @@ def test_step_variants_stay_bounded_by_buckets_when_configs_change_every_batch(f
     rng = np.random.default_rng(5)
     worker.load_vectors({"a": rng.normal(size=(4, 32)).astype(np.float32)})
     before = len(generator.step_variants)
-    for call in range(4):
+    for call in range(3):
         terms = tuple((SteeringTerm("a", int(rng.integers(4)), float(rng.normal() * 4)),) if rng.random() < 0.8
                       else () for _ in range(4))
         rows = tuple(SteerRow(PROMPTS[(call + i) % 5], t) for i, t in enumerate(terms))
