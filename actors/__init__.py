@@ -1,6 +1,7 @@
 """ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
 
 from .capacity import row_capacity
+from .handle import ModelHandle
 from .hooks import SteeringDeltas, capturing, steering
 from .layers import (
     KNOWN_LAYOUTS,
@@ -31,6 +32,7 @@ from .messages import (
 )
 from .model_actor import ModelActor
 from .model_worker import ModelWorker
+from .paths import RunPaths
 from .positions import Position, PositionSyntaxError, parse_positions
 from .prompts import PromptError, encode_prompt, encode_response
 from .vectors import VectorError, VectorTable
@@ -46,6 +48,7 @@ __all__ = [
     "LayerLayout",
     "LayerOutOfRangeError",
     "ModelActor",
+    "ModelHandle",
     "ModelInfo",
     "ModelLoadError",
     "ModelSpec",
@@ -56,6 +59,7 @@ __all__ = [
     "ProjectRequest",
     "PromptError",
     "PromptInput",
+    "RunPaths",
     "SteerReply",
     "SteerRequest",
     "SteerRow",
