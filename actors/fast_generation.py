@@ -92,6 +92,16 @@ class FastGenerator:
 
     # -- static buffers ----------------------------------------------------------------------------------------
 
+    def held_bytes(self) -> int:
+        """Device bytes of the KV cache kept between calls (so graphs can be replayed); ``release`` frees them."""
+        return 0 if self._slots is None else 2 * self._slots.cache.k.numel() * self._slots.cache.k.element_size()
+
+    def release(self) -> None:
+        """Free the KV cache, the slot buffers and the captured graphs (the next call builds them again)."""
+        self._slots, self._graphs, self._pool = None, {}, None
+        if self.fast.device.type == "cuda":
+            torch.cuda.empty_cache()
+
     def _buffers(self, slots: int, max_len: int, eos_ids: set[int]) -> _Slots:
         current = self._slots
         fits = current is not None and current.tokens.shape[0] == slots and current.cache.max_len >= max_len

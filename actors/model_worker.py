@@ -124,7 +124,9 @@ class ModelWorker:
     def row_capacity(self, prompt_tokens: int, new_tokens: int) -> int:
         """Rows of ``prompt_tokens`` prompt + ``new_tokens`` generated tokens that fit free memory now (CPU: a cap)."""
         dtype = self.model.get_input_embeddings().weight.dtype
-        return row_capacity(self.model.config, dtype, self.device, int(prompt_tokens), int(new_tokens))
+        held = self.fast_generator.held_bytes() if self.fast_generator is not None else 0
+        return row_capacity(self.model.config, dtype, self.device, int(prompt_tokens), int(new_tokens),
+                            reusable_bytes=held)
 
     # -- generation --------------------------------------------------------------------------------------------
 

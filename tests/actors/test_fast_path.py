@@ -111,6 +111,9 @@ def test_step_variants_stay_bounded_by_buckets_when_configs_change_every_batch(f
     assert len(generator.step_variants) - before <= 2
     assert all(key[0] in BATCH_BUCKETS and key[1] % LENGTH_STEP == 0 for key in generator.step_variants)
     assert generator.graph_captures == 0  # no graphs on CPU: the same step code runs eagerly
+    assert generator.held_bytes() > 0  # the cache stays for the next call ...
+    generator.release()
+    assert generator.held_bytes() == 0  # ... until released
 
 
 @pytest.mark.slow
