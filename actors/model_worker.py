@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .capacity import row_capacity
-from .fast_generation import FastGenerator
+from .fast_generation import FastGenerator, length_bucket
 from .fast_model import FastModel, FastPathUnsupported
 from .generation import GenerationOutput, SamplingConfig, steered_decode
 from .hooks import capturing
@@ -144,9 +144,17 @@ class ModelWorker:
         order = sorted(range(n), key=lambda i: lengths[i])
         return [order[start:start + size] for start in range(0, n, size)]
 
-    def _padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``input_ids`` and ``attention_mask`` on the model's device."""
+    def _padded(self, sequences: Sequence[Sequence[int]], bucket: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``input_ids`` and ``attention_mask`` on the model's device.
+
+        ``bucket`` widens the padding to the fast path's length bucket, so captures repeat a few shapes.
+        """
         input_ids, attention_mask = left_pad(sequences, self.tokenizer.pad_token_id)
+        extra = length_bucket(input_ids.shape[1]) - input_ids.shape[1] if bucket else 0
+        if extra:
+            input_ids = torch.cat([input_ids.new_full((len(sequences), extra), self.tokenizer.pad_token_id),
+                                   input_ids], dim=1)
+            attention_mask = torch.cat([attention_mask.new_zeros((len(sequences), extra)), attention_mask], dim=1)
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def _with_seed(self, request: SteerRequest, index: int) -> SteerRow:
@@ -263,8 +271,11 @@ class ModelWorker:
     def _forward_capture(
         self, sequences: Sequence[list[int]], points: list[tuple[int, str]]
     ) -> tuple[dict[tuple[int, str], torch.Tensor], int]:
-        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``."""
-        input_ids, attention_mask = self._padded(sequences)
+        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``.
+
+        With the fast path on, the width is padded to its length bucket (the capture side shares the buckets).
+        """
+        input_ids, attention_mask = self._padded(sequences, bucket=self.fast_generator is not None)
         with capturing(self.model, self.layout, points) as records:
             self.model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids_from_mask(attention_mask), use_cache=False)
