@@ -13,8 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fast_ops import fused_rope_available, rope_and_cache_write
-
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
 COMPONENT_ORDER = ("residual", "attn_out", "mlp_out")
 
@@ -105,8 +103,6 @@ class FastModel:
                 attn.o_proj.weight, attn.o_proj.bias, gate_up, mlp.down_proj.weight,
             ))
         self._cos = self._sin = torch.empty(0)
-        self.fused_rope = fused_rope_available(self.device, self.head_dim)
-        """Decode RoPE + KV writes in one Triton kernel (CUDA); False runs the same math as plain torch ops."""
 
     @property
     def num_layers(self) -> int:
@@ -162,19 +158,14 @@ class FastModel:
         """
         slots = tokens.shape[0]
         rows = torch.arange(slots, device=tokens.device)
-        cos, sin = self._cos[positions], self._sin[positions]
+        cos, sin = self._cos[positions][:, None, :], self._sin[positions][:, None, :]
         key_mask = (torch.arange(n_keys, device=tokens.device)[None, :] <= positions[:, None])[:, None, None, :]
         group = self.heads // self.kv_heads
         h = F.embedding(tokens, self.embed)
         for index, layer in enumerate(self.layers):
-            x = self._norm(h, layer.input_norm)
-            if self.fused_rope:
-                q = rope_and_cache_write(F.linear(x, layer.qkv, layer.qkv_bias), cos, sin, cache.k[index],
-                                         cache.v[index], positions, self.heads, self.kv_heads)
-            else:
-                q, k, v = self._qkv(layer, x, cos[:, None, :], sin[:, None, :])
-                cache.k[index][rows, :, positions] = k
-                cache.v[index][rows, :, positions] = v
+            q, k, v = self._qkv(layer, self._norm(h, layer.input_norm), cos, sin)
+            cache.k[index][rows, :, positions] = k
+            cache.v[index][rows, :, positions] = v
             # Query heads of one KV head become that head's query rows: GQA with no repeated keys.
             attn = F.scaled_dot_product_attention(
                 q.reshape(slots, self.kv_heads, group, self.head_dim), cache.k[index, :, :, :n_keys],

@@ -57,27 +57,3 @@ def test_row_capacity_on_cuda_shrinks_with_longer_rows(tiny_model_dirs):
     worker = ModelWorker(ModelSpec(str(tiny_model_dirs["mistral"]), device="cuda"))
     short, long = worker.row_capacity(64, 64), worker.row_capacity(1024, 1024)
     assert short > long > 0
-
-
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_fused_rope_and_cache_write_gives_the_same_bits_as_torch_ops(tiny_model_dirs, dtype):
-    from steersweep.actors import FastModel
-
-    worker = ModelWorker(ModelSpec(str(tiny_model_dirs["qwen2"]), dtype=dtype, device="cuda"), fast=False)
-    fast = FastModel(worker.model)
-    assert fast.fused_rope, "Triton should be available with CUDA torch"
-    fast.rope_tables(64)
-    generator = torch.Generator(device="cuda").manual_seed(0)
-    tokens = torch.randint(3, 50, (6,), device="cuda", generator=generator)
-    positions = torch.tensor([0, 3, 7, 12, 31, 5], device="cuda")
-    deltas = {"residual": torch.randn(fast.num_layers, 6, fast.hidden, device="cuda", generator=generator).to(
-        fast.dtype)}
-    results = []
-    for fused in (True, False):
-        fast.fused_rope = fused
-        cache = fast.new_cache(6, 64)
-        cache.k.normal_(generator=torch.Generator(device="cuda").manual_seed(1))
-        cache.v.normal_(generator=torch.Generator(device="cuda").manual_seed(2))
-        results.append((fast.decode(tokens, positions, cache, deltas, n_keys=64), cache.k.clone(), cache.v.clone()))
-    for fused_value, plain_value in zip(results[0], results[1], strict=True):
-        assert torch.equal(fused_value, plain_value)
