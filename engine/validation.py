@@ -24,8 +24,9 @@ STEERABLE_COMPONENTS = ("residual", "attn_out", "mlp_out")
 JUDGE_KEYS = (
     "kind", "model", "base_url", "api_key", "api_key_env", "min_mass", "top_logprobs", "max_in_flight",
     "request_timeout_s", "max_consecutive_failures", "max_attempts", "backoff_initial_s", "backoff_max_s",
-    "max_retry_after_s", "probe", "trait_template", "coherence_template", "flush_every", "device", "dtype", "use_ray",
-    "num_gpus", "batch_size", "max_batch_size", "scorer",
+    "max_retry_after_s", "probe", "template_version", "trait_template", "coherence_template", "relevance_template",
+    "retry_rejected", "flush_every", "flush_interval_s", "device", "dtype", "use_ray", "num_gpus", "batch_size",
+    "max_batch_size", "scorer",
 )
 """steersweep.actors.judges.JudgeConfig's fields (a test keeps the two equal)."""
 _POSITION = re.compile(r"^(prompt|response|all)\[(-?\d+|-?\d*:-?\d*)\]$")
@@ -209,7 +210,7 @@ def _check_judge(config: SweepConfig) -> None:
     if kind not in ("openai", "local", "rule"):
         raise ConfigError("judge.kind", f"{kind!r} is not a judge{_suggest(kind, ['openai', 'local', 'rule'])}; use "
                           "openai, local or rule")
-    for name in ("trait_template", "coherence_template"):
+    for name in ("trait_template", "coherence_template", "relevance_template"):
         if judge.get(name) and not Path(judge[name]).expanduser().is_file():
             raise ConfigError(f"judge.{name}", f"{judge[name]} does not exist; fix the path or remove the key")
     if kind == "local" and not Path(str(judge.get("model", ""))).expanduser().is_dir() \
