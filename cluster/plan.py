@@ -27,6 +27,8 @@ class ModelNeed:
     path: str
     dtype: str = "auto"
     replicas: int = 1
+    shape: ModelShape | None = None
+    """The size when the files do not exist yet (e.g. the toy family before its build); else read from ``path``."""
 
 
 def _config_folder(path: str) -> Path:
@@ -51,7 +53,7 @@ def requirements(models: Sequence[ModelNeed], gpus: bool, batch_rows: int = 64,
     reqs = []
     for model in models:
         dtype = model.dtype if model.dtype != "auto" else ("bfloat16" if gpus else "float32")
-        shape = ModelShape.from_pretrained_dir(_config_folder(model.path))
+        shape = model.shape or ModelShape.from_pretrained_dir(_config_folder(model.path))
         reqs.append(ModelRequirement(model.name, shape, dtype, model.replicas, batch_rows, tokens_per_row))
     return reqs
 
