@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 FAULT_ENV = "STEERSWEEP_FAULT"
 """Fault injection for the crash tests: ``name:count`` SIGKILLs this process at the count-th pass of a named point
-(``responses_written``: a call's responses are on disk, its trial rows not; ``trials_written``: trial rows on disk,
-Optuna not told); ``name:count:raise`` raises InjectedFault there instead."""
+(``dispatched``: trials asked, nothing generated; ``responses_written``: a call's responses are on disk, its trial
+rows not; ``trials_written``: trial rows on disk, Optuna not told); ``name:count:raise`` raises InjectedFault."""
 _fault_counts: dict[str, int] = {}
 
 
@@ -214,6 +214,7 @@ class Scheduler:
                          seed=w.run.row_seed(w.trial_number, q), tag=f"{w.run.name}/{w.trial_number}/{q}")
                 for w in works for q, question in enumerate(w.run.questions)]
         request = SteerRequest(rows=tuple(rows), max_new_tokens=self.max_new_tokens)
+        _fault("dispatched")
         ref = self.actors[index][1].submit("steer", request)
         self.inflight[ref] = _Call(index, works, len(rows), time.perf_counter())
         self.calls_per_actor[index] += 1
