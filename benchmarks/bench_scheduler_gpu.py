@@ -148,6 +148,7 @@ def main() -> None:
         "row_capacity": capacity, "rows_per_call": rows_per_call, "worker_max_batch_size": args.max_batch_size,
         "fast_path": getattr(worker, "fast_generator", None) is not None, "build_seconds": build_seconds,
         "scheduler": {"seconds": scheduler_seconds, "rows": scheduler_rows, "calls": calls,
+                      "steer_seconds_on_the_actor": result.progress.generate_seconds if result.progress else None,
                       "rows_per_second": scheduler_rows / scheduler_seconds, "tokens": scheduler_tokens,
                       "tokens_per_second": scheduler_tokens / scheduler_seconds,
                       "note": "includes Optuna (SQLite) ask/tell, the rule judge, Parquet writes, activation norms"},

@@ -115,6 +115,8 @@ class Progress:
     rows: int = 0
     tokens: int = 0
     calls: int = 0
+    generate_seconds: float = 0.0
+    """Seconds the actors reported inside ``steer`` (the rest of the wall time is asking, judging and writing)."""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -288,6 +290,7 @@ class Scheduler:
             offset += n
         seconds = time.perf_counter() - call.started
         self.progress.calls += 1
+        self.progress.generate_seconds += float(getattr(reply, "seconds", 0.0))
         self.progress.rows += call.rows
         self.progress.tokens += int(sum(reply.response_token_counts))
         for parts in by_run.values():
