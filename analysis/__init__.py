@@ -33,6 +33,14 @@ from .trait_dataset import (
     assign_splits,
     load_trait_dataset,
 )
+from .stats import (
+    Correlation,
+    StatisticsError,
+    partial_correlation,
+    pearson,
+    predictor_correlations,
+    spearman,
+)
 from .trait_vector import TraitVector
 
 __all__ = [
