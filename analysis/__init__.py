@@ -1,6 +1,7 @@
 """Vector extraction, diagnostics, BAI, correlation, transfer and weight-space analysis."""
 
 from .activation_set import ActivationSet, stack_layers
+from .checkpoint import CheckpointError, CheckpointReader, TensorEntry
 from .diagnostics import LabelPolarity, LayerDiagnostics, cohens_d, diagnose, diagnose_layer, label_polarity
 from .extraction import (
     METHODS,
@@ -15,6 +16,7 @@ from .extraction import (
     probe,
 )
 from .generalization import GeneralizationMatrix, generalization_matrix, heldout_split
+from .logit_lens import apply_final_norm, lens_logits, logit_lens, top_tokens, unembedding_row
 from .repair import (
     CosineFilterResult,
     InsufficientClassError,
@@ -25,14 +27,6 @@ from .repair import (
     cosine_filter,
     pca_denoise,
 )
-from .trait_dataset import (
-    POLARITIES,
-    Scenario,
-    TraitDataset,
-    TraitDatasetError,
-    assign_splits,
-    load_trait_dataset,
-)
 from .stats import (
     Correlation,
     StatisticsError,
@@ -41,12 +35,36 @@ from .stats import (
     predictor_correlations,
     spearman,
 )
+from .trait_dataset import (
+    POLARITIES,
+    Scenario,
+    TraitDataset,
+    TraitDatasetError,
+    assign_splits,
+    load_trait_dataset,
+)
 from .trait_vector import TraitVector
+from .weight_diff import (
+    COMPONENTS,
+    RESIDUAL_COMPONENTS,
+    WeightDiff,
+    diff_tensors,
+    parse_tensor_name,
+    select_tensors,
+    trait_alignment,
+    weight_diff,
+    weight_diff_ray,
+)
 
 __all__ = [
+    "COMPONENTS",
     "METHODS",
     "POLARITIES",
+    "RESIDUAL_COMPONENTS",
     "ActivationSet",
+    "CheckpointError",
+    "CheckpointReader",
+    "Correlation",
     "CosineFilterResult",
     "ExtractionMethod",
     "ExtractionResult",
@@ -57,9 +75,13 @@ __all__ = [
     "LayeredActivations",
     "PcaDenoiseResult",
     "Scenario",
+    "StatisticsError",
+    "TensorEntry",
     "TraitDataset",
     "TraitDatasetError",
     "TraitVector",
+    "WeightDiff",
+    "apply_final_norm",
     "as_layers",
     "assign_splits",
     "binarize_scores",
@@ -69,15 +91,29 @@ __all__ = [
     "cosine_filter",
     "diagnose",
     "diagnose_layer",
+    "diff_tensors",
     "generalization_matrix",
     "get_method",
     "gradient",
     "heldout_split",
     "label_polarity",
+    "lens_logits",
     "load_trait_dataset",
+    "logit_lens",
     "mean_diff",
     "orient",
+    "parse_tensor_name",
+    "partial_correlation",
     "pca_denoise",
+    "pearson",
+    "predictor_correlations",
     "probe",
+    "select_tensors",
+    "spearman",
     "stack_layers",
+    "top_tokens",
+    "trait_alignment",
+    "unembedding_row",
+    "weight_diff",
+    "weight_diff_ray",
 ]
