@@ -27,6 +27,7 @@ from .repair import (
     cosine_filter,
     pca_denoise,
 )
+from .similarity import SimilarityResult, activation_similarity, similarity_transfer_correlation
 from .stats import (
     Correlation,
     StatisticsError,
@@ -75,12 +76,14 @@ __all__ = [
     "LayeredActivations",
     "PcaDenoiseResult",
     "Scenario",
+    "SimilarityResult",
     "StatisticsError",
     "TensorEntry",
     "TraitDataset",
     "TraitDatasetError",
     "TraitVector",
     "WeightDiff",
+    "activation_similarity",
     "apply_final_norm",
     "as_layers",
     "assign_splits",
@@ -109,6 +112,7 @@ __all__ = [
     "predictor_correlations",
     "probe",
     "select_tensors",
+    "similarity_transfer_correlation",
     "spearman",
     "stack_layers",
     "top_tokens",
