@@ -1,8 +1,10 @@
 """Vector extraction, diagnostics, BAI, correlation, transfer and weight-space analysis."""
 
 from .activation_set import ActivationSet, stack_layers
+from .bai import BROKEN, FUNCTIONAL, WEAK, BehavioralAlignment, bai_label, bai_table, behavioral_alignment
 from .checkpoint import CheckpointError, CheckpointReader, TensorEntry
 from .diagnostics import LabelPolarity, LayerDiagnostics, cohens_d, diagnose, diagnose_layer, label_polarity
+from .drifts import RESEARCH_UNIT, DriftError, scenario_drifts
 from .extraction import (
     METHODS,
     ExtractionMethod,
@@ -17,6 +19,7 @@ from .extraction import (
 )
 from .generalization import GeneralizationMatrix, generalization_matrix, heldout_split
 from .logit_lens import apply_final_norm, lens_logits, logit_lens, top_tokens, unembedding_row
+from .monitoring import projection_table
 from .repair import (
     CosineFilterResult,
     InsufficientClassError,
@@ -45,6 +48,8 @@ from .trait_dataset import (
     load_trait_dataset,
 )
 from .trait_vector import TraitVector
+from .transfer import activation_transfer_test, transfer_curves, transfer_matrix
+from .validation import validation_counts, validation_table
 from .weight_diff import (
     COMPONENTS,
     RESIDUAL_COMPONENTS,
@@ -58,15 +63,21 @@ from .weight_diff import (
 )
 
 __all__ = [
+    "BROKEN",
     "COMPONENTS",
+    "FUNCTIONAL",
     "METHODS",
     "POLARITIES",
+    "RESEARCH_UNIT",
     "RESIDUAL_COMPONENTS",
+    "WEAK",
     "ActivationSet",
+    "BehavioralAlignment",
     "CheckpointError",
     "CheckpointReader",
     "Correlation",
     "CosineFilterResult",
+    "DriftError",
     "ExtractionMethod",
     "ExtractionResult",
     "GeneralizationMatrix",
@@ -84,9 +95,13 @@ __all__ = [
     "TraitVector",
     "WeightDiff",
     "activation_similarity",
+    "activation_transfer_test",
     "apply_final_norm",
     "as_layers",
     "assign_splits",
+    "bai_label",
+    "bai_table",
+    "behavioral_alignment",
     "binarize_scores",
     "class_cosines",
     "cohens_d",
@@ -111,13 +126,19 @@ __all__ = [
     "pearson",
     "predictor_correlations",
     "probe",
+    "projection_table",
+    "scenario_drifts",
     "select_tensors",
     "similarity_transfer_correlation",
     "spearman",
     "stack_layers",
     "top_tokens",
     "trait_alignment",
+    "transfer_curves",
+    "transfer_matrix",
     "unembedding_row",
+    "validation_counts",
+    "validation_table",
     "weight_diff",
     "weight_diff_ray",
 ]
