@@ -39,6 +39,7 @@ from .stats import (
     predictor_correlations,
     spearman,
 )
+from .tasks import drift_task, run_analyses, transfer_task
 from .trait_dataset import (
     POLARITIES,
     Scenario,
@@ -110,6 +111,7 @@ __all__ = [
     "diagnose",
     "diagnose_layer",
     "diff_tensors",
+    "drift_task",
     "generalization_matrix",
     "get_method",
     "gradient",
@@ -127,6 +129,7 @@ __all__ = [
     "predictor_correlations",
     "probe",
     "projection_table",
+    "run_analyses",
     "scenario_drifts",
     "select_tensors",
     "similarity_transfer_correlation",
@@ -136,6 +139,7 @@ __all__ = [
     "trait_alignment",
     "transfer_curves",
     "transfer_matrix",
+    "transfer_task",
     "unembedding_row",
     "validation_counts",
     "validation_table",

@@ -1,0 +1,231 @@
+"""Toy-family run directory -> the study-level analyses (must-show 5 of the analysis issue).
+
+    python benchmarks/toy_analysis.py --run-dir /tmp/toy-analysis
+
+1. the toy family (built on first use) and a mean-diff optimism vector per model (chat contrast for the chat models,
+   narrative contrast for llama-base), saved under vectors/;
+2. a grid sweep: each of llama-base / llama-sft / llama-dpo's vectors steering llama-sft and llama-dpo over every
+   layer x ratio x question, in one batched steer call per target; rule judge; data/trials and data/responses in the
+   run-directory contract (until the search's trials land, this grid stands in for it);
+3. drift rollouts per model with its own vector (32 scenarios x 4 steered ratios + unsteered) in data/drift_rollouts;
+4. run_analyses as Ray tasks -> data/analysis/{transfer_*, drifts, bai, validation*, activation_transfer}.parquet,
+   plus the weight diff base -> sft -> dpo (norms, logit lens, trait alignment) and the activation similarity of
+   llama-sft's responses replayed through llama-base and llama-dpo;
+5. prints the transfer matrix, BAI and validation tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from steersweep.actors import CaptureRequest, ModelSpec, ModelWorker, SteeringTerm, SteerRequest, SteerRow
+from steersweep.actors.arrow_io import write_parquet_atomic
+from steersweep.actors.judges import JudgeCache, RuleJudge, TraitDefinition
+from steersweep.analysis import (
+    TraitVector,
+    logit_lens,
+    mean_diff,
+    run_analyses,
+    similarity_transfer_correlation,
+    trait_alignment,
+    transfer_curves,
+    weight_diff,
+)
+from steersweep.engine.drifts import drift_rollouts
+from steersweep.engine.replay import replay
+from steersweep.engine.rundir import RunDir
+
+logger = logging.getLogger("toy_analysis")
+TRAIT = TraitDefinition("optimism", "The response describes things with optimistic, cheerful adjectives.")
+POSITION = "response[:5]"
+SOURCES = ("llama-base", "llama-sft", "llama-dpo")
+TARGETS = ("llama-sft", "llama-dpo")
+DRIFT_MODELS = ("llama-sft", "llama-dpo", "qwen2-sft", "mistral-sft")
+RATIOS = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3)
+
+
+def extract_vector(worker: ModelWorker, key: str, run: RunDir, n_contrast: int) -> TraitVector:
+    from steersweep.actors.toy import contrast_prompts, natural_prefixes
+
+    path = run.vector_path(key, TRAIT.name, "mean_diff", "residual", POSITION)
+    if path.exists():
+        return TraitVector.load(path)
+    pairs = (natural_prefixes() if key == "llama-base" else contrast_prompts())[:n_contrast]
+    request = dict(layers=None, components=("residual",), positions=(POSITION,), generate=True, max_new_tokens=8,
+                   batch_size=32)
+    replies = [worker.capture(CaptureRequest(prompts=tuple(getattr(p, side) for p in pairs), **request))
+               for side in ("positive", "negative")]
+    layers = range(worker.num_layers)
+    stacks = [np.stack([reply.get(layer, "residual", POSITION) for layer in layers], axis=1) for reply in replies]
+    vector = TraitVector(mean_diff(*stacks).vectors, tuple(layers), {
+        "model": key, "trait": TRAIT.name, "method": "mean_diff", "component": "residual", "position": POSITION,
+        "n_pairs": str(len(pairs))})
+    vector.save(path)
+    return vector
+
+
+def _trial_rows(target: str, source: str, configs: list[dict], baseline: dict, threshold: float) -> list[dict]:
+    groups: dict[tuple, list[dict]] = {}
+    for config in configs:
+        groups.setdefault((config["layer"], config["perturbation_ratio"]), []).append(config)
+    rows = []
+    for number, ((layer, ratio), group) in enumerate(sorted(groups.items())):
+        scores, coherence = [g["trait_score"] for g in group], [g["coherence"] for g in group]
+        rows.append(dict(
+            study=f"toy-{source}-to-{target}", target_model=target, trait=TRAIT.name, vector_source=source,
+            vector_method="mean_diff", sampler="grid", trial_number=number, state="COMPLETE", layers=[layer],
+            layer=layer, perturbation_ratio=ratio, coefficient=group[0]["coefficient"],
+            activation_norm=group[0]["activation_norm"], vector_norm=group[0]["vector_norm"],
+            trait_score=statistics.fmean(scores), coherence=statistics.fmean(coherence),
+            trait_score_se=statistics.stdev(scores) / math.sqrt(len(scores)),
+            coherence_se=statistics.stdev(coherence) / math.sqrt(len(coherence)), n=len(group),
+            baseline_trait_score=baseline["trait_score"], baseline_coherence=baseline["coherence"],
+            feasible=statistics.fmean(coherence) >= threshold, coherence_threshold=threshold))
+    return rows
+
+
+def sweep_target(worker: ModelWorker, target: str, vectors: dict[str, TraitVector], questions: list[str],
+                 judge: RuleJudge, run: RunDir, threshold: float, max_new_tokens: int) -> None:
+    if (run.trials_dir / f"{target}.parquet").exists():
+        return
+    norms = worker.activation_norms(None, "residual", questions).norms
+    worker.load_vectors({source: v.vectors for source, v in vectors.items()})
+    configs, rows = [], []
+    for q, question in enumerate(questions):  # the unsteered baseline: trial_number -1
+        configs.append(dict(source="", layer=-1, perturbation_ratio=0.0, coefficient=0.0, question_index=q,
+                            question=question))
+        rows.append(SteerRow(question, tag=f"{target}/baseline/q{q}"))
+    for source, vector in vectors.items():
+        vector_norms = vector.norms()
+        for layer in vector.layers:
+            for ratio in RATIOS:
+                coefficient = ratio * norms[layer] / vector_norms[layer]
+                for q, question in enumerate(questions):
+                    configs.append(dict(source=source, layer=layer, perturbation_ratio=ratio, coefficient=coefficient,
+                                        activation_norm=norms[layer], vector_norm=vector_norms[layer],
+                                        question_index=q, question=question))
+                    rows.append(SteerRow(question, (SteeringTerm(source, layer, coefficient),),
+                                         tag=f"{target}/{source}/L{layer}/r{ratio}/q{q}"))
+    reply = worker.steer(SteerRequest(rows=tuple(rows), max_new_tokens=max_new_tokens))
+    judged = judge.judge([(c["question"], text) for c, text in zip(configs, reply.texts, strict=True)], TRAIT)
+    for config, text, judgment, count, stopped in zip(configs, reply.texts, judged.judgments,
+                                                      reply.response_token_counts, reply.stopped_at_eos, strict=True):
+        config.update(response=text, response_tokens=count, stopped_at_eos=stopped, trait_score=judgment.trait_score,
+                      coherence=judgment.coherence)
+    baseline_rows = [c for c in configs if not c["source"]]
+    baseline = dict(trait_score=statistics.fmean(c["trait_score"] for c in baseline_rows),
+                    coherence=statistics.fmean(c["coherence"] for c in baseline_rows))
+    trials = []
+    for source in vectors:
+        trials += _trial_rows(target, source, [c for c in configs if c["source"] == source], baseline, threshold)
+    responses = [dict(study=f"toy-{c['source'] or 'baseline'}-to-{target}", target_model=target,
+                      vector_source=c["source"], layer=c["layer"], perturbation_ratio=c["perturbation_ratio"],
+                      question_index=c["question_index"], question=c["question"], response=c["response"],
+                      response_tokens=c["response_tokens"], stopped_at_eos=c["stopped_at_eos"],
+                      trait_score=c["trait_score"], coherence=c["coherence"]) for c in configs]
+    write_parquet_atomic(pa.Table.from_pylist(responses), run.responses_dir / f"{target}.parquet")
+    write_parquet_atomic(pa.Table.from_pylist(trials), run.trials_dir / f"{target}.parquet")
+    logger.info("%s: %d rows in one steer call, %.1f s on the worker", target, len(rows), reply.seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/toy-analysis"))
+    parser.add_argument("--questions", type=int, default=8, help="questions per (layer, ratio) in the sweep")
+    parser.add_argument("--drift-layer", type=int, default=2)
+    parser.add_argument("--coherence-threshold", type=float, default=80.0)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--n-contrast", type=int, default=48)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from steersweep.actors.toy import ensure_family, evaluation_questions
+
+    started = time.perf_counter()
+    family = ensure_family(progress=lambda event: logger.info("%s", event))
+    run = RunDir(args.run_dir).create()
+    workers = {key: ModelWorker(ModelSpec(str(family.path(key)), name=key)) for key in (*SOURCES, *DRIFT_MODELS)}
+    vectors = {key: extract_vector(workers[key], key, run, args.n_contrast) for key in workers}
+    logger.info("vectors: %s", {k: [round(n, 2) for n in v.norms().values()] for k, v in vectors.items()})
+    judge = RuleJudge(cache=JudgeCache.for_run_dir(run.root))
+    questions = evaluation_questions()
+    for target in TARGETS:
+        sweep_target(workers[target], target, {s: vectors[s] for s in SOURCES}, questions[: args.questions], judge,
+                     run, args.coherence_threshold, args.max_new_tokens)
+    drift_dir = run.data_dir / "drift_rollouts"
+    for key in DRIFT_MODELS:
+        path = drift_dir / f"{key}.parquet"
+        if not path.exists():
+            table = drift_rollouts(workers[key], key, vectors[key], args.drift_layer, questions, judge, TRAIT,
+                                   max_new_tokens=args.max_new_tokens)
+            write_parquet_atomic(table, path)
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        written = run_analyses(run.root, use_ray=True, coherence_threshold=args.coherence_threshold)
+    finally:
+        ray.shutdown()
+    logger.info("analyses: %s", written)
+    _model_diff(run, family, vectors, workers, questions)
+    _print(run)
+    logger.info("total %.1f s (2 shared CPU cores, under load)", time.perf_counter() - started)
+
+
+def _model_diff(run: RunDir, family, vectors, workers, questions) -> None:
+    """Weight diff base -> sft -> dpo with its logit lens and trait alignment; activation similarity sft -> base/dpo."""
+    out = run.analysis_dir
+    for a, b in (("llama-base", "llama-sft"), ("llama-sft", "llama-dpo")):
+        diff = weight_diff(family.path(a), family.path(b))
+        write_parquet_atomic(diff.table, out / f"weight_diff_{a}__{b}.parquet")
+        directions = diff.residual_directions()
+        write_parquet_atomic(logit_lens(directions, family.path(b), k=10), out / f"logit_lens_{a}__{b}.parquet")
+        write_parquet_atomic(trait_alignment(directions, {k: vectors[k] for k in SOURCES}),
+                             out / f"trait_alignment_{a}__{b}.parquet")
+    by_layer = pq.read_table(out / "transfer_by_layer.parquet")
+    rows = []
+    for other in ("llama-base", "llama-dpo"):
+        similarity = replay(workers["llama-sft"], workers[other], questions, layers=range(4), max_new_tokens=16,
+                            prompts_b=questions).similarity()
+        write_parquet_atomic(similarity.per_layer, out / f"similarity_llama-sft__{other}.parquet")
+        write_parquet_atomic(similarity.per_position, out / f"similarity_positions_llama-sft__{other}.parquet")
+        # base vs sft: how the base vector transfers to sft; sft vs dpo: how the sft vector transfers to dpo.
+        source, target = ("llama-base", "llama-sft") if other == "llama-base" else ("llama-sft", "llama-dpo")
+        correlation = similarity_transfer_correlation(similarity.layer_means(),
+                                                      transfer_curves(by_layer, source, target))
+        rows += [dict(r, model_a="llama-sft", model_b=other, vector_source=source, target_model=target)
+                 for r in correlation.to_pylist()]
+    write_parquet_atomic(pa.Table.from_pylist(rows), out / "similarity_transfer.parquet")
+
+
+def _print(run: RunDir) -> None:
+    out = run.analysis_dir
+    for name, columns in (
+        ("transfer_matrix", ["vector_source", "target_model", "best_delta", "best_layer", "best_ratio",
+                             "best_coherence", "baseline_trait_score", "n_feasible", "n_trials"]),
+        ("bai", ["model", "layer", "bai", "signed_difference", "label", "n"]),
+        ("validation", ["model", "layer", "r", "ci_low", "ci_high", "p_value", "n", "validated"]),
+        ("validation_counts", None), ("activation_transfer", None), ("similarity_transfer", None),
+    ):
+        table = pq.read_table(out / f"{name}.parquet")
+        table = table.select(columns) if columns else table
+        print(f"\n== {name} ==")
+        print(table.to_pandas().to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    for name in ("weight_diff_llama-base__llama-sft", "weight_diff_llama-sft__llama-dpo"):
+        frame = pq.read_table(out / f"{name}.parquet").to_pandas()
+        print(f"\n== {name}: relative ||dW||/||W|| per layer x component ==")
+        print(frame.pivot(index="layer", columns="component", values="relative").to_string(float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()
