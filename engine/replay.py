@@ -12,22 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from steersweep.actors import CaptureReply, CaptureRequest, PromptInput
+from steersweep.actors import CaptureReply, CaptureRequest, ModelHandle, PromptInput
 from steersweep.analysis import SimilarityResult, activation_similarity
 
 RESPONSE = "response[:]"
 
 
 def call(model: Any, method: str, *args: Any) -> Any:
-    """Call ``method`` on a ModelWorker, a ModelHandle (``.call``) or a Ray actor handle, blocking."""
-    if hasattr(model, "call") and hasattr(model, "is_remote"):
-        return model.call(method, *args)
-    function = getattr(model, method)
-    if hasattr(function, "remote"):
-        import ray
-
-        return ray.get(function.remote(*args))
-    return function(*args)
+    """Call ``method`` on a ModelWorker, a ModelHandle or a Ray actor handle, blocking."""
+    return ModelHandle.of(model).call(method, *args)
 
 
 def per_token_stack(reply: CaptureReply, layers: Sequence[int], component: str = "residual") -> list[np.ndarray]:
