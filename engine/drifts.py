@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from steersweep.actors import CaptureRequest, SteeringTerm, SteerRequest, SteerRow
 from steersweep.analysis import TraitVector
+from steersweep.search import perturbation_coefficient
 
 from .replay import call
 
@@ -60,7 +61,7 @@ def drift_rollouts(
     rows, meta = [], []
     for index, question in enumerate(questions):
         for ratio in ratios:
-            coefficient = float(ratio) * norm / vector_norm
+            coefficient = perturbation_coefficient(float(ratio), norm, vector_norm)
             terms = (SteeringTerm(vector_id, layer, coefficient, component),) if ratio else ()
             rows.append(SteerRow(question, terms, tag=f"{model_name}/q{index}/r{ratio:g}"))
             meta.append(dict(scenario=index, question=question, perturbation_ratio=float(ratio),
