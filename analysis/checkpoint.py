@@ -21,7 +21,7 @@ import torch
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-DEFAULT_BLOCK_BYTES = 32 * 1024 * 1024
+DEFAULT_BLOCK_BYTES = 16 * 1024 * 1024
 
 _DTYPES: dict[str, tuple[torch.dtype, int]] = {
     "F64": (torch.float64, 8), "F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2),

@@ -92,15 +92,17 @@ def _tensor_diff(a: CheckpointReader, b: CheckpointReader, name: str, block_byte
     max_abs = 0.0
     columns = []
     for block_a, block_b in zip(a.row_blocks(name, block_bytes), b.row_blocks(name, block_bytes), strict=True):
-        fa, fb = block_a.to(torch.float32), block_b.to(torch.float32)
-        delta = fb - fa
-        diff_sq += float(torch.sum(delta.double() ** 2))
-        base_sq += float(torch.sum(fa.double() ** 2))
-        if delta.numel():
-            max_abs = max(max_abs, float(delta.abs().max()))
+        base64 = block_a.to(torch.float64).reshape(-1)
+        base_sq += float(torch.dot(base64, base64))
+        delta = block_b.to(torch.float64).reshape(block_b.shape) - base64.reshape(block_a.shape)
+        del base64
+        flat = delta.reshape(-1)
+        diff_sq += float(torch.dot(flat, flat))
+        if flat.numel():
+            max_abs = max(max_abs, float(flat.abs().max()))
         if keep_direction:
-            columns.append(delta.reshape(delta.shape[0], -1).mean(dim=1).double())
-        del fa, fb, delta
+            columns.append(delta.reshape(delta.shape[0], -1).mean(dim=1))
+        del delta, flat
     direction = torch.cat(columns).numpy() if keep_direction else None
     return math.sqrt(diff_sq), math.sqrt(base_sq), max_abs, direction
 
