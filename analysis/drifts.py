@@ -40,8 +40,12 @@ def _check_columns(table: pa.Table, columns: Sequence[str], what: str) -> None:
         raise DriftError(f"{what}: columns {missing} are missing (have {table.column_names})")
 
 
-def scenario_drifts(rollouts: pa.Table) -> pa.Table:
+def scenario_drifts(rollouts: pa.Table, activation_column: str = "activation") -> pa.Table:
     """One row per (model, trait, vector_source, layer, scenario, ratio != 0) with both drifts.
+
+    ``activation_column`` names the projection the activation drift is taken from: ``activation`` (the response
+    replayed through the unsteered model, the default: what a monitor reading natural activations sees) or
+    ``activation_steered`` (recorded during the steered generation, so it includes the injected push).
 
     Rows with a missing trait score or activation (e.g. an empty response) are dropped, and so is a scenario whose
     unsteered reference is missing; ``n_dropped`` in the table metadata says how many.
@@ -53,8 +57,9 @@ def scenario_drifts(rollouts: pa.Table) -> pa.Table:
         >>> scenario_drifts(pa.Table.from_pylist(rows)).select(["activation_drift", "behavioral_drift"]).to_pylist()
         [{'activation_drift': 2.0, 'behavioral_drift': 30.0}]
     """
-    _check_columns(rollouts, ROLLOUT_COLUMNS, "scenario_drifts")
-    rows = rollouts.to_pylist()
+    columns = [c if c != "activation" else activation_column for c in ROLLOUT_COLUMNS]
+    _check_columns(rollouts, columns, "scenario_drifts")
+    rows = [{**r, "activation": r[activation_column]} for r in rollouts.to_pylist()]
     usable = [r for r in rows if r["trait_score"] is not None and r["activation"] is not None
               and math.isfinite(float(r["trait_score"])) and math.isfinite(float(r["activation"]))]
     reference = {}
@@ -73,7 +78,7 @@ def scenario_drifts(rollouts: pa.Table) -> pa.Table:
         base = reference.get((*(row[c] for c in GROUP_COLUMNS), row["scenario"]))
         if base is None:
             continue
-        out.append({**row, "reference_trait_score": float(base["trait_score"]),
+        out.append({**row, "activation_source": activation_column, "reference_trait_score": float(base["trait_score"]),
                     "reference_activation": float(base["activation"]),
                     "activation_drift": float(row["activation"]) - float(base["activation"]),
                     "behavioral_drift": float(row["trait_score"]) - float(base["trait_score"])})

@@ -64,7 +64,8 @@ def drift_task(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, int]:
     """``drifts``, ``bai``, ``validation``, ``validation_counts`` and ``activation_transfer`` (every ordered pair of
-    models that share a trait) from ``data/drift_rollouts``."""
+    models that share a trait) from ``data/drift_rollouts``; with an ``activation_steered`` column also
+    ``validation_steered`` and ``bai_steered`` (drift measured during the steered generation)."""
     rollouts = _read_dir(Path(run_dir) / "data" / DRIFT_ROLLOUTS)
     if rollouts is None:
         raise FileNotFoundError(f"{run_dir}/data/{DRIFT_ROLLOUTS} holds no Parquet file; generate drift rollouts "
@@ -77,6 +78,10 @@ def drift_task(
     transfer = [activation_transfer_test(drifts, a, b) for a, b in itertools.permutations(models, 2)]
     if transfer:
         tables["activation_transfer"] = pa.concat_tables(transfer, promote_options="default")
+    if "activation_steered" in rollouts.column_names:  # the same, with the projection taken during steering
+        steered = scenario_drifts(rollouts, "activation_steered")
+        tables["validation_steered"] = validation_table(steered, threshold)
+        tables["bai_steered"] = bai_table(steered, quantile, unit)
     out = _analysis_dir(run_dir)
     for name, table in tables.items():
         _write(table, out / f"{name}.parquet")

@@ -215,6 +215,8 @@ def _print(run: RunDir) -> None:
                              "best_coherence", "baseline_trait_score", "n_feasible", "n_trials"]),
         ("bai", ["model", "layer", "bai", "signed_difference", "label", "n"]),
         ("validation", ["model", "layer", "r", "ci_low", "ci_high", "p_value", "n", "validated"]),
+        ("bai_steered", ["model", "layer", "bai", "signed_difference", "label", "n"]),
+        ("validation_steered", ["model", "layer", "r", "ci_low", "ci_high", "p_value", "n", "validated"]),
         ("validation_counts", None), ("activation_transfer", None), ("similarity_transfer", None),
     ):
         table = pq.read_table(out / f"{name}.parquet")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from steersweep.actors import CaptureRequest, SteeringTerm, SteerRequest, SteerRow
+from steersweep.actors import CaptureRequest, ProjectRequest, SteeringTerm, SteerRequest, SteerRow
 from steersweep.analysis import TraitVector
 from steersweep.search import perturbation_coefficient
 
@@ -41,7 +41,9 @@ def drift_rollouts(
     """One row per (scenario = question, ratio): response, judged trait score and coherence, and ``activation``.
 
     ``activation`` = mean over the response tokens of h_layer . v / ||v|| with h from the unsteered model replaying the
-    response; NaN for an empty response. The coefficient of ratio r is r * mean ||h_layer|| / ||v_layer||, with the
+    response (None for an empty response); ``activation_steered`` = the same projection recorded during the steered
+    generation itself (it includes the added ratio * ||h||; ``scenario_drifts(..., activation_column=...)`` picks
+    which one the drift uses). The coefficient of ratio r is r * mean ||h_layer|| / ||v_layer||, with the
     norm measured on the questions (the perturbation-ratio convention). Ratio 0 is the unsteered reference and must
     be among ``ratios``.
     """
@@ -66,8 +68,12 @@ def drift_rollouts(
             rows.append(SteerRow(question, terms, tag=f"{model_name}/q{index}/r{ratio:g}"))
             meta.append(dict(scenario=index, question=question, perturbation_ratio=float(ratio),
                              coefficient=coefficient))
-    reply = call(model, "steer", SteerRequest(rows=tuple(rows), max_new_tokens=max_new_tokens, seed=seed,
-                                              do_sample=do_sample))
+    # project = steer + the per-step projection of the (steered) hidden state: same generation, one call.
+    projected = call(model, "project", ProjectRequest(
+        SteerRequest(rows=tuple(rows), max_new_tokens=max_new_tokens, seed=seed, do_sample=do_sample),
+        vector_ids=(vector_id,), layers=(layer,), component=component))
+    reply = projected.generation
+    steered = [float(np.mean(p[:, 0, 0])) if len(p) else None for p in projected.projections]
     judged = judge.judge([(m["question"], text) for m, text in zip(meta, reply.texts, strict=True)], trait)
     responses = [_response_tokens(ids, stopped)
                  for ids, stopped in zip(reply.token_ids, reply.stopped_at_eos, strict=True)]
@@ -77,13 +83,14 @@ def drift_rollouts(
     means = np.asarray(capture.get(layer, component, RESPONSE), dtype=np.float64)  # NaN rows for empty responses
     projections = means @ unit
     out = []
-    for m, text, judgment, projection, tokens in zip(meta, reply.texts, judged.judgments, projections, responses,
-                                                     strict=True):
+    for m, text, judgment, projection, tokens, during in zip(meta, reply.texts, judged.judgments, projections,
+                                                             responses, steered, strict=True):
         out.append(dict(model=model_name, trait=trait.name, vector_source=vector_source or model_name, layer=layer,
                         component=component, **m, response=text, response_tokens=len(tokens),
                         response_token_ids=list(tokens),
                         trait_score=judgment.trait_score, coherence=judgment.coherence,
-                        activation=None if math.isnan(projection) else float(projection), activation_norm=norm,
+                        activation=None if math.isnan(projection) else float(projection),
+                        activation_steered=during, activation_norm=norm,
                         vector_norm=vector_norm))
     logger.info("%s: %d drift rollouts (%d scenarios x %d ratios) in %.1f s", model_name, len(out), len(questions),
                 len(ratios), time.perf_counter() - started)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -26,7 +27,7 @@ QUESTIONS = ("the cat is happy", "a dog runs here", "the sun is bright today", "
 
 def _score(question: str, response: str) -> tuple[float, float]:
     words = response.split()
-    return 100.0 * sum(w in ("happy", "good", "bright", "warm") for w in words) / max(1, len(words)), 90.0
+    return 100.0 * sum(w[0] in "abcdefghijklm" for w in words) / max(1, len(words)), 90.0
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +64,11 @@ def test_drift_rollouts_measure_the_unsteered_replay_projection(rollouts):
 
 def test_run_analyses_as_ray_tasks_writes_every_table(rollouts, tmp_path, ray_local):
     _, _, table = rollouts
-    other = table.to_pandas()
-    other["model"] = other["vector_source"] = "tiny-copy"
-    other["activation"] = other["activation"] * -1.0
+    other = pa.Table.from_pylist([dict(r, model="tiny-copy", vector_source="tiny-copy",
+                                       activation=None if r["activation"] is None else -r["activation"])
+                                  for r in table.to_pylist()], schema=table.schema)
     write_parquet_atomic(table, tmp_path / "data" / "drift_rollouts" / "tiny.parquet")
-    write_parquet_atomic(pa.Table.from_pandas(other, preserve_index=False),
-                         tmp_path / "data" / "drift_rollouts" / "tiny-copy.parquet")
+    write_parquet_atomic(other, tmp_path / "data" / "drift_rollouts" / "tiny-copy.parquet")
     trials = pa.Table.from_pylist([dict(target_model="tiny", trait=TRAIT.name, vector_source="tiny", layer=2,
                                         perturbation_ratio=r, coefficient=r, trait_score=10.0 + 10 * r,
                                         coherence=90.0 - 20 * r, baseline_trait_score=10.0, state="COMPLETE",
@@ -78,11 +78,11 @@ def test_run_analyses_as_ray_tasks_writes_every_table(rollouts, tmp_path, ray_lo
     out = tmp_path / "data" / "analysis"
     assert set(written) == {"transfer", "drifts"}
     for name in ("transfer_by_layer", "transfer_matrix", "drifts", "bai", "validation", "validation_counts",
-                 "activation_transfer"):
+                 "activation_transfer", "validation_steered", "bai_steered"):
         assert (out / f"{name}.parquet").exists(), name
-    both = pa.concat_tables([table, pa.Table.from_pandas(other, preserve_index=False)], promote_options="default")
-    expected = validation_table(scenario_drifts(both)).to_pylist()
-    assert pq.read_table(out / "validation.parquet").to_pylist() == expected
+    both = pa.concat_tables([table, other])
+    expected = validation_table(scenario_drifts(both)).to_pandas()
+    pandas.testing.assert_frame_equal(pq.read_table(out / "validation.parquet").to_pandas(), expected)
     assert pq.read_table(out / "transfer_matrix.parquet").to_pylist() == transfer_matrix(trials)[1].to_pylist()
     flips = pq.read_table(out / "activation_transfer.parquet").to_pylist()
     assert {(r["model_a"], r["model_b"]) for r in flips} == {("tiny", "tiny-copy"), ("tiny-copy", "tiny")}
