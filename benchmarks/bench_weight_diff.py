@@ -5,7 +5,7 @@
 
 Writes a pair of sharded bf16 checkpoints (one shard per decoder layer, the embedding and the head in their own;
 model.safetensors.index.json) with a planted change in layer 0's o_proj, then runs each method in a fresh process and
-reports its peak resident memory (ru_maxrss) next to a process that only imports torch + steersweep. Shards of
+reports its peak resident memory (VmHWM) next to a process that only imports torch + steersweep. Shards of
 layers that do not differ are hard links of the base's (saves disk and write time; the page cache then serves
 the second read, so the wall time is a lower bound, the memory is not affected). Deletes the pair unless --keep.
 """
@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 SHAPES = dict(hidden=4096, intermediate=14336, kv=1024, vocab=128256)
 
 MEASURE = r"""
-import json, resource, sys, time
+import json, sys, time
 import torch
 from steersweep.analysis import weight_diff
 mode, a, b = sys.argv[1:4]
@@ -48,7 +48,9 @@ elif mode == "loaded":
     changed = [name for name in first if float((second[name].float() - first[name].float()).norm()) > 0]
 else:
     changed = []
-print(json.dumps(dict(mode=mode, peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+# VmHWM (peak resident set of this process image); ru_maxrss would carry the parent's peak across fork + exec.
+peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+print(json.dumps(dict(mode=mode, peak_rss_mib=peak_kib / 1024,
                       seconds=time.perf_counter() - started, changed=[str(c) for c in changed])))
 """
 
@@ -132,11 +134,17 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/bench_weight_diff"))
     parser.add_argument("--loaded", action="store_true", help="also measure loading both checkpoints whole")
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help="measure a pair --keep left in --dir")
     parser.add_argument("--shrink", type=int, default=1, help="divide every width by this (quick checks)")
     args = parser.parse_args()
     root = args.dir / f"layers{args.layers}"
     started = time.perf_counter()
-    base, tuned, size = write_pair(root, args.layers, args.shrink)
+    if args.reuse and (root / "tuned" / "model.safetensors.index.json").exists():
+        base, tuned = root / "base", root / "tuned"
+        size = json.loads((base / "model.safetensors.index.json").read_text())["metadata"]["total_size"]
+    else:
+        shutil.rmtree(root, ignore_errors=True)
+        base, tuned, size = write_pair(root, args.layers, args.shrink)
     written = time.perf_counter() - started
     results = {"layers": args.layers, "shrink": args.shrink, "checkpoint_gib": size / 2**30, "write_seconds": written,
                "imports_only": measure("imports", base, tuned), "streamed": measure("streamed", base, tuned)}
