@@ -39,7 +39,7 @@ from .stats import (
     predictor_correlations,
     spearman,
 )
-from .tasks import drift_task, run_analyses, transfer_task
+from .tasks import drift_task, model_diff_task, run_analyses, transfer_task
 from .trait_dataset import (
     POLARITIES,
     Scenario,
@@ -121,6 +121,7 @@ __all__ = [
     "load_trait_dataset",
     "logit_lens",
     "mean_diff",
+    "model_diff_task",
     "orient",
     "parse_tensor_name",
     "partial_correlation",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -86,6 +86,29 @@ def drift_task(
     for name, table in tables.items():
         _write(table, out / f"{name}.parquet")
     return {name: table.num_rows for name, table in tables.items()}
+
+
+def model_diff_task(
+    run_dir: str | os.PathLike[str], base: str | os.PathLike[str], other: str | os.PathLike[str], name: str,
+    vectors: Mapping[str, str | os.PathLike[str]] | None = None, k: int = 20, n_tasks: int = 1,
+) -> dict[str, int]:
+    """``weight_diff_<name>``, ``logit_lens_<name>`` and (with ``vectors``: name -> TraitVector file)
+    ``trait_alignment_<name>`` for two checkpoints of one architecture. ``n_tasks`` > 1 spreads the diff over Ray
+    tasks (call it inside a Ray session)."""
+    from .logit_lens import logit_lens
+    from .trait_vector import TraitVector
+    from .weight_diff import trait_alignment, weight_diff, weight_diff_ray
+
+    diff = weight_diff_ray(base, other, n_tasks=n_tasks) if n_tasks > 1 else weight_diff(base, other)
+    directions = diff.residual_directions()
+    tables = {f"weight_diff_{name}": diff.table, f"logit_lens_{name}": logit_lens(directions, other, k=k)}
+    if vectors:
+        loaded = {key: TraitVector.load(path) for key, path in vectors.items()}
+        tables[f"trait_alignment_{name}"] = trait_alignment(directions, loaded)
+    out = _analysis_dir(run_dir)
+    for table_name, table in tables.items():
+        _write(table, out / f"{table_name}.parquet")
+    return {table_name: table.num_rows for table_name, table in tables.items()}
 
 
 TASKS: dict[str, Callable[..., dict[str, int]]] = {"transfer": transfer_task, "drifts": drift_task}

@@ -33,13 +33,11 @@ from steersweep.actors.arrow_io import write_parquet_atomic
 from steersweep.actors.judges import JudgeCache, RuleJudge, TraitDefinition
 from steersweep.analysis import (
     TraitVector,
-    logit_lens,
     mean_diff,
+    model_diff_task,
     run_analyses,
     similarity_transfer_correlation,
-    trait_alignment,
     transfer_curves,
-    weight_diff,
 )
 from steersweep.engine.drifts import drift_rollouts
 from steersweep.engine.replay import replay
@@ -185,13 +183,9 @@ def main() -> None:
 def _model_diff(run: RunDir, family, vectors, workers, questions) -> None:
     """Weight diff base -> sft -> dpo with its logit lens and trait alignment; activation similarity sft -> base/dpo."""
     out = run.analysis_dir
+    vector_files = {k: run.vector_path(k, TRAIT.name, "mean_diff", "residual", POSITION) for k in SOURCES}
     for a, b in (("llama-base", "llama-sft"), ("llama-sft", "llama-dpo")):
-        diff = weight_diff(family.path(a), family.path(b))
-        write_parquet_atomic(diff.table, out / f"weight_diff_{a}__{b}.parquet")
-        directions = diff.residual_directions()
-        write_parquet_atomic(logit_lens(directions, family.path(b), k=10), out / f"logit_lens_{a}__{b}.parquet")
-        write_parquet_atomic(trait_alignment(directions, {k: vectors[k] for k in SOURCES}),
-                             out / f"trait_alignment_{a}__{b}.parquet")
+        model_diff_task(run.root, family.path(a), family.path(b), f"{a}__{b}", vector_files, k=10)
     by_layer = pq.read_table(out / "transfer_by_layer.parquet")
     rows = []
     for other in ("llama-base", "llama-dpo"):

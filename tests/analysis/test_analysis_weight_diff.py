@@ -138,3 +138,19 @@ def test_trait_alignment_is_the_cosine_per_layer():
     vectors = {"optimism": {0: directions[0] * 3, 1: -directions[1]}}
     rows = trait_alignment(directions, vectors).to_pylist()
     assert [(r["layer"], round(r["cosine"], 12)) for r in rows] == [(0, 1.0), (1, -1.0)]
+
+
+def test_model_diff_task_writes_norms_lens_and_alignment(checkpoints, tmp_path):
+    import pyarrow.parquet as pq
+
+    from steersweep.analysis import TraitVector, model_diff_task
+
+    rng = np.random.default_rng(2)
+    vector_path = tmp_path / "v.safetensors"
+    TraitVector(rng.normal(size=(4, 32)).astype(np.float32), (0, 1, 2, 3)).save(vector_path)
+    written = model_diff_task(tmp_path, checkpoints["base"], checkpoints["tuned"], "base__tuned",
+                              {"optimism": vector_path}, k=3)
+    assert written == {"weight_diff_base__tuned": 28, "logit_lens_base__tuned": 4 * 2 * 3,
+                       "trait_alignment_base__tuned": 4}
+    table = pq.read_table(tmp_path / "data" / "analysis" / "weight_diff_base__tuned.parquet")
+    assert table.num_rows == 28 and sum(table.column("changed").to_pylist()) == 1
