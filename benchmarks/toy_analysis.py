@@ -4,9 +4,9 @@
 
 1. the toy family (built on first use) and a mean-diff optimism vector per model (chat contrast for the chat models,
    narrative contrast for llama-base), saved under vectors/;
-2. a grid sweep: each of llama-base / llama-sft / llama-dpo's vectors steering llama-sft and llama-dpo over every
-   layer x ratio x question, in one batched steer call per target; rule judge; data/trials and data/responses in the
-   run-directory contract (until the search's trials land, this grid stands in for it);
+2. the search (steersweep.search.search, default sampler): one study per (target, vector source) with the
+   vectors of llama-base / llama-sft / llama-dpo steering llama-sft and llama-dpo; rule judge; the search writes
+   data/trials and data/responses (the run-directory contract);
 3. drift rollouts per model with its own vector (32 scenarios x 4 steered ratios + unsteered) in data/drift_rollouts;
 4. run_analyses as Ray tasks -> data/analysis/{transfer_*, drifts, bai, validation*, activation_transfer}.parquet,
    plus the weight diff base -> sft -> dpo (norms, logit lens, trait alignment) and the activation similarity of
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
-import statistics
 import time
 from pathlib import Path
 
@@ -28,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from steersweep.actors import CaptureRequest, ModelSpec, ModelWorker, SteeringTerm, SteerRequest, SteerRow
+from steersweep.actors import CaptureRequest, ModelSpec, ModelWorker
 from steersweep.actors.arrow_io import write_parquet_atomic
 from steersweep.actors.judges import JudgeCache, RuleJudge, TraitDefinition
 from steersweep.analysis import (
@@ -49,7 +47,6 @@ POSITION = "response[:5]"
 SOURCES = ("llama-base", "llama-sft", "llama-dpo")
 TARGETS = ("llama-sft", "llama-dpo")
 DRIFT_MODELS = ("llama-sft", "llama-dpo", "qwen2-sft", "mistral-sft")
-RATIOS = (0.1, 0.2, 0.3, 0.45, 0.6, 0.8, 1.0, 1.3)
 
 
 def extract_vector(worker: ModelWorker, key: str, run: RunDir, n_contrast: int) -> TraitVector:
@@ -72,74 +69,26 @@ def extract_vector(worker: ModelWorker, key: str, run: RunDir, n_contrast: int) 
     return vector
 
 
-def _trial_rows(target: str, source: str, configs: list[dict], baseline: dict, threshold: float) -> list[dict]:
-    groups: dict[tuple, list[dict]] = {}
-    for config in configs:
-        groups.setdefault((config["layer"], config["perturbation_ratio"]), []).append(config)
-    rows = []
-    for number, ((layer, ratio), group) in enumerate(sorted(groups.items())):
-        scores, coherence = [g["trait_score"] for g in group], [g["coherence"] for g in group]
-        rows.append(dict(
-            study=f"toy-{source}-to-{target}", target_model=target, trait=TRAIT.name, vector_source=source,
-            vector_method="mean_diff", sampler="grid", trial_number=number, state="COMPLETE", layers=[layer],
-            layer=layer, perturbation_ratio=ratio, coefficient=group[0]["coefficient"],
-            activation_norm=group[0]["activation_norm"], vector_norm=group[0]["vector_norm"],
-            trait_score=statistics.fmean(scores), coherence=statistics.fmean(coherence),
-            trait_score_se=statistics.stdev(scores) / math.sqrt(len(scores)),
-            coherence_se=statistics.stdev(coherence) / math.sqrt(len(coherence)), n=len(group),
-            baseline_trait_score=baseline["trait_score"], baseline_coherence=baseline["coherence"],
-            feasible=statistics.fmean(coherence) >= threshold, coherence_threshold=threshold))
-    return rows
+def search_transfer(workers: dict[str, ModelWorker], vectors: dict[str, TraitVector], questions: list[str],
+                    run: RunDir, args: argparse.Namespace) -> None:
+    """One search study per (target, vector source): the search writes data/trials and data/responses itself."""
+    from steersweep.search import search
 
-
-def sweep_target(worker: ModelWorker, target: str, vectors: dict[str, TraitVector], questions: list[str],
-                 judge: RuleJudge, run: RunDir, threshold: float, max_new_tokens: int) -> None:
-    if (run.trials_dir / f"{target}.parquet").exists():
-        return
-    norms = worker.activation_norms(None, "residual", questions).norms
-    worker.load_vectors({source: v.vectors for source, v in vectors.items()})
-    configs, rows = [], []
-    for q, question in enumerate(questions):  # the unsteered baseline: trial_number -1
-        configs.append(dict(source="", layer=-1, perturbation_ratio=0.0, coefficient=0.0, question_index=q,
-                            question=question))
-        rows.append(SteerRow(question, tag=f"{target}/baseline/q{q}"))
-    for source, vector in vectors.items():
-        vector_norms = vector.norms()
-        for layer in vector.layers:
-            for ratio in RATIOS:
-                coefficient = ratio * norms[layer] / vector_norms[layer]
-                for q, question in enumerate(questions):
-                    configs.append(dict(source=source, layer=layer, perturbation_ratio=ratio, coefficient=coefficient,
-                                        activation_norm=norms[layer], vector_norm=vector_norms[layer],
-                                        question_index=q, question=question))
-                    rows.append(SteerRow(question, (SteeringTerm(source, layer, coefficient),),
-                                         tag=f"{target}/{source}/L{layer}/r{ratio}/q{q}"))
-    reply = worker.steer(SteerRequest(rows=tuple(rows), max_new_tokens=max_new_tokens))
-    judged = judge.judge([(c["question"], text) for c, text in zip(configs, reply.texts, strict=True)], TRAIT)
-    for config, text, judgment, count, stopped in zip(configs, reply.texts, judged.judgments,
-                                                      reply.response_token_counts, reply.stopped_at_eos, strict=True):
-        config.update(response=text, response_tokens=count, stopped_at_eos=stopped, trait_score=judgment.trait_score,
-                      coherence=judgment.coherence)
-    baseline_rows = [c for c in configs if not c["source"]]
-    baseline = dict(trait_score=statistics.fmean(c["trait_score"] for c in baseline_rows),
-                    coherence=statistics.fmean(c["coherence"] for c in baseline_rows))
-    trials = []
-    for source in vectors:
-        trials += _trial_rows(target, source, [c for c in configs if c["source"] == source], baseline, threshold)
-    responses = [dict(study=f"toy-{c['source'] or 'baseline'}-to-{target}", target_model=target,
-                      vector_source=c["source"], layer=c["layer"], perturbation_ratio=c["perturbation_ratio"],
-                      question_index=c["question_index"], question=c["question"], response=c["response"],
-                      response_tokens=c["response_tokens"], stopped_at_eos=c["stopped_at_eos"],
-                      trait_score=c["trait_score"], coherence=c["coherence"]) for c in configs]
-    write_parquet_atomic(pa.Table.from_pylist(responses), run.responses_dir / f"{target}.parquet")
-    write_parquet_atomic(pa.Table.from_pylist(trials), run.trials_dir / f"{target}.parquet")
-    logger.info("%s: %d rows in one steer call, %.1f s on the worker", target, len(rows), reply.seconds)
+    for target in TARGETS:
+        for source in SOURCES:
+            result = search({target: workers[target]}, vectors[source], questions, sampler=args.sampler,
+                            judge=None, run_dir=run.root, trait=TRAIT, target_model=target, vector_source=source,
+                            n_trials=args.n_trials, coherence_threshold=args.coherence_threshold,
+                            max_new_tokens=args.max_new_tokens, live=False)
+            logger.info("search %s -> %s: %s", source, target, result.describe().splitlines()[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, default=Path("runs/toy-analysis"))
-    parser.add_argument("--questions", type=int, default=8, help="questions per (layer, ratio) in the sweep")
+    parser.add_argument("--questions", type=int, default=8, help="questions per search trial")
+    parser.add_argument("--sampler", default="default", help="search sampler (default, adaptive, tpe, grid, ...)")
+    parser.add_argument("--n-trials", type=int, default=16, help="trials per (target, vector source) study")
     parser.add_argument("--drift-layer", type=int, default=2)
     parser.add_argument("--coherence-threshold", type=float, default=80.0)
     parser.add_argument("--max-new-tokens", type=int, default=32)
@@ -157,9 +106,7 @@ def main() -> None:
     logger.info("vectors: %s", {k: [round(n, 2) for n in v.norms().values()] for k, v in vectors.items()})
     judge = RuleJudge(cache=JudgeCache.for_run_dir(run.root))
     questions = evaluation_questions()
-    for target in TARGETS:
-        sweep_target(workers[target], target, {s: vectors[s] for s in SOURCES}, questions[: args.questions], judge,
-                     run, args.coherence_threshold, args.max_new_tokens)
+    search_transfer(workers, vectors, questions[: args.questions], run, args)
     drift_dir = run.data_dir / "drift_rollouts"
     for key in DRIFT_MODELS:
         path = drift_dir / f"{key}.parquet"
