@@ -93,13 +93,16 @@ def main() -> None:
     parser.add_argument("--coherence-threshold", type=float, default=80.0)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--n-contrast", type=int, default=48)
+    parser.add_argument("--drift-questions", type=int, default=32, help="scenarios per model in the drift rollouts")
+    parser.add_argument("--toy-scale", type=float, default=1.0, help="toy family corpus scale (tests use 0.05)")
+    parser.add_argument("--toy-home", type=Path, default=None, help="toy family home (default: toy_home())")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     from steersweep.actors.toy import ensure_family, evaluation_questions
 
     started = time.perf_counter()
-    family = ensure_family(progress=lambda event: logger.info("%s", event))
+    family = ensure_family(args.toy_home, scale=args.toy_scale, progress=lambda event: logger.info("%s", event))
     run = RunDir(args.run_dir).create()
     workers = {key: ModelWorker(ModelSpec(str(family.path(key)), name=key)) for key in (*SOURCES, *DRIFT_MODELS)}
     vectors = {key: extract_vector(workers[key], key, run, args.n_contrast) for key in workers}
@@ -111,7 +114,8 @@ def main() -> None:
     for key in DRIFT_MODELS:
         path = drift_dir / f"{key}.parquet"
         if not path.exists():
-            table = drift_rollouts(workers[key], key, vectors[key], args.drift_layer, questions, judge, TRAIT,
+            table = drift_rollouts(workers[key], key, vectors[key], args.drift_layer,
+                                   questions[: args.drift_questions], judge, TRAIT,
                                    max_new_tokens=args.max_new_tokens)
             write_parquet_atomic(table, path)
     import ray
@@ -122,7 +126,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     logger.info("analyses: %s", written)
-    _model_diff(run, family, vectors, workers, questions)
+    _model_diff(run, family, vectors, workers, questions[: args.drift_questions])
     _print(run)
     logger.info("total %.1f s (2 shared CPU cores, under load)", time.perf_counter() - started)
 
