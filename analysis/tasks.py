@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from .bai import bai_table
 from .drifts import RESEARCH_UNIT, scenario_drifts
+from .stats import predictor_correlations
 from .transfer import activation_transfer_test, transfer_matrix
 from .validation import DEFAULT_THRESHOLD, validation_counts, validation_table
 
@@ -78,6 +79,7 @@ def drift_task(
     transfer = [activation_transfer_test(drifts, a, b) for a, b in itertools.permutations(models, 2)]
     if transfer:
         tables["activation_transfer"] = pa.concat_tables(transfer, promote_options="default")
+    tables["predictors"] = _predictors(validation, tables["bai"])
     if "activation_steered" in rollouts.column_names:  # the same, with the projection taken during steering
         steered = scenario_drifts(rollouts, "activation_steered")
         tables["validation_steered"] = validation_table(steered, threshold)
@@ -109,6 +111,15 @@ def model_diff_task(
     for table_name, table in tables.items():
         _write(table, out / f"{table_name}.parquet")
     return {table_name: table.num_rows for table_name, table in tables.items()}
+
+
+def _predictors(validation: pa.Table, bai: pa.Table) -> pa.Table:
+    """The research's "which diagnostic predicts r" table over model x trait rows (here: BAI and its signed form)."""
+    keys = ("model", "trait", "vector_source", "layer")
+    by_key = {tuple(r[k] for k in keys): r for r in bai.to_pylist()}
+    rows = [{**row, "bai": by_key[key]["bai"], "signed_difference": by_key[key]["signed_difference"]}
+            for row in validation.to_pylist() if (key := tuple(row[k] for k in keys)) in by_key]
+    return predictor_correlations(rows, "r", ["bai", "signed_difference"])
 
 
 TASKS: dict[str, Callable[..., dict[str, int]]] = {"transfer": transfer_task, "drifts": drift_task}

@@ -78,7 +78,7 @@ def test_run_analyses_as_ray_tasks_writes_every_table(rollouts, tmp_path, ray_lo
     out = tmp_path / "data" / "analysis"
     assert set(written) == {"transfer", "drifts"}
     for name in ("transfer_by_layer", "transfer_matrix", "drifts", "bai", "validation", "validation_counts",
-                 "activation_transfer", "validation_steered", "bai_steered"):
+                 "activation_transfer", "validation_steered", "bai_steered", "predictors"):
         assert (out / f"{name}.parquet").exists(), name
     both = pa.concat_tables([table, other])
     expected = validation_table(scenario_drifts(both)).to_pandas()
