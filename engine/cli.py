@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -40,6 +41,22 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
                         help="steersweep's cache (toy family in DIR/toy); the same as STEERSWEEP_HOME=DIR")
 
 
+_ADDRESS = re.compile(r"^(auto|ray://[^\s:/]+:\d+|[^\s:/]+:\d+)$")
+
+
+def ray_address(value: str) -> str:
+    """``--address``: ``auto``, ``ray://host:port`` (Ray Client) or ``host:port`` (the cluster's GCS)."""
+    if not _ADDRESS.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Ray address; use auto, ray://HOST:10001 or HOST:6379")
+    return value
+
+
+def _add_address(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", type=ray_address, default=None, metavar="ADDRESS",
+                        help="run on an existing Ray cluster: auto, ray://HOST:10001 or HOST:6379 (overrides "
+                        "cluster.address; default: start a local Ray with the dashboard on)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
@@ -56,11 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", help="the study's YAML config (start from `steersweep demo --print-config`)")
     run.add_argument("--run-dir", required=True, help="run directory (created; rerun the same to continue)")
     _add_home(run)
+    _add_address(run)
     run.set_defaults(handler=commands.cmd_run)
 
     resume = sub.add_parser("resume", help="continue a run with its frozen config", **kw)
     resume.add_argument("run_dir", metavar="RUN_DIR", help="run directory of an earlier `steersweep run`")
     _add_home(resume)
+    _add_address(resume)
     resume.set_defaults(handler=commands.cmd_resume)
 
     status = sub.add_parser("status", help="done / running / left per unit and the best config so far "

@@ -30,28 +30,30 @@ def _print_outcome(result) -> None:
     console.print(f"report: {result.report}")
 
 
-def _run_config(config, run_dir: Path) -> int:
+def _run_config(config, run_dir: Path, address: str | None = None) -> int:
     from .pipeline import Pipeline
     from .validation import check_config
 
     check_config(config)  # everything checkable before any file is written or model loaded
-    result = Pipeline(config, run_dir, console=Console(stderr=True)).run_all()
+    result = Pipeline(config, run_dir, console=Console(stderr=True), address=address).run_all()
     if result.dashboard_url:
         console.print(f"Ray dashboard was at {result.dashboard_url}")
     _print_outcome(result)
-    return 0
+    for unit, message in result.failed.items():
+        console.print(f"[bold red]failed[/] {unit}: {escape(message)}")
+    return 1 if result.failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
 
-    return _run_config(load_config(args.config), Path(args.run_dir))
+    return _run_config(load_config(args.config), Path(args.run_dir), args.address)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from .status import load_frozen_config
 
-    return _run_config(load_frozen_config(Path(args.run_dir)), Path(args.run_dir))
+    return _run_config(load_frozen_config(Path(args.run_dir)), Path(args.run_dir), args.address)
 
 
 def demo_config_text() -> str:

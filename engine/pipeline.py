@@ -1,8 +1,10 @@
 """The sweep pipeline: extract (source x trait) -> search (target x trait x source) -> analysis -> report.
 
 Every unit is idempotent and recorded in ``manifest.json`` when it finishes, so ``steersweep run`` (or ``resume``)
-after any crash skips finished units and redoes only the one that was cut. One Ray actor per model is started on
-first need and reused by every stage.
+after any crash skips finished units and redoes only the one that was cut. On first need every model is placed and
+started through :func:`steersweep.cluster.launch` (named actors ``steersweep/<model>/<replica>``, restarted by Ray,
+behind ResilientModel handles) and reused by every stage; a model that fails to load fails its units (one line each)
+and the rest of the sweep goes on.
 """
 
 from __future__ import annotations
@@ -34,10 +36,16 @@ class PipelineResult:
     best: list[dict[str, Any]] = field(default_factory=list)
     report: Path | None = None
     dashboard_url: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)
+    """Units that failed (a model that did not load): unit -> one-line message; the run exits 1."""
 
 
 class ModelStartError(RuntimeError):
     """A model's actor could not start (missing or corrupt checkpoint, out of memory)."""
+
+
+class ClusterConnectError(ConnectionError):
+    """``--address`` / ``cluster.address`` names no reachable Ray cluster."""
 
 
 class RunDirCorruptError(RuntimeError):
@@ -73,11 +81,15 @@ def unit_slug(unit: str) -> str:
 class Pipeline:
     """Runs one SweepConfig into one run directory (see the module docstring)."""
 
-    def __init__(self, config: SweepConfig, run_dir: str | Path, console: Console | None = None) -> None:
+    def __init__(self, config: SweepConfig, run_dir: str | Path, console: Console | None = None,
+                 address: str | None = None) -> None:
         self.config = config
         self.run = RunDir(run_dir)
         self.console = console or Console(stderr=True)
-        self.actors: dict[str, Any] = {}
+        self.address = address
+        """``steersweep run --address``: overrides ``cluster.address`` without changing the frozen config."""
+        self.connection = None
+        self.launched = None
         self.family = None
         self._judge = None
         self._datasets: dict[tuple[str, str], Any] = {}
@@ -127,48 +139,80 @@ class Pipeline:
             self._datasets[key] = dataset
         return self._datasets[key]
 
-    def _ray(self):
-        import ray
+    def _ray_options(self):
+        """How this run reaches Ray: ``--address`` / ``cluster.address``, else a local Ray with the dashboard on. A
+        placed actor reserves one logical CPU, so a local Ray gets one more per replica than ``cluster.num_cpus``."""
+        from steersweep.cluster import RayOptions
 
-        if not ray.is_initialized():
-            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-            cluster = self.config.cluster
-            kwargs: dict[str, Any] = dict(log_to_driver=False, configure_logging=False)
-            if cluster.address:
-                ray.init(address=cluster.address, **kwargs)
-            else:
-                context = ray.init(num_cpus=cluster.num_cpus, include_dashboard=cluster.dashboard,
-                                   dashboard_host="127.0.0.1", **kwargs)
-                url = getattr(context, "dashboard_url", None)
-                if url:
-                    self.result.dashboard_url = url if url.startswith("http") else f"http://{url}"
-                    self.console.print(f"Ray dashboard: {self.result.dashboard_url}")
-        return ray
+        cluster = self.config.cluster
+        address = self.address or cluster.address
+        if address:
+            return RayOptions(address=address)
+        cpus = (cluster.num_cpus or os.cpu_count() or 1) + sum(m.replicas for m in self.config.models)
+        return RayOptions(dashboard=cluster.dashboard, num_cpus=cpus)
+
+    def connect(self):
+        """Start or join Ray once (the dashboard URL is printed); an unreachable address is one line, exit 1."""
+        if self.connection is None:
+            from steersweep.cluster import connect_ray
+
+            options = self._ray_options()
+            try:
+                self.connection = connect_ray(options)
+            except Exception as error:
+                if not options.address:
+                    raise
+                raise ClusterConnectError(
+                    f"--address / cluster.address {options.address}: cannot reach a Ray cluster there "
+                    f"({_root_cause(error)}); start it (`ray start --head`) or pass the address `ray status` shows "
+                    "(auto, host:6379 or ray://host:10001)") from None
+            if self.connection.dashboard_url:
+                self.result.dashboard_url = self.connection.dashboard_url
+                self.console.print(f"Ray dashboard: {self.result.dashboard_url}")
+        return self.connection
+
+    def launch(self):
+        """Every configured model placed (refused before any load when it cannot fit) and started as named actors
+        ``steersweep/<model>/<replica>`` with restarts; a model that fails to load is kept in ``failed``."""
+        if self.launched is None:
+            from steersweep.actors import ModelSpec
+            from steersweep.cluster import ModelNeed, launch
+
+            self.connect()
+            needs, specs = [], {}
+            for model in self.config.models:
+                path = self.model_path(model.name)
+                needs.append(ModelNeed(model.name, path, model.dtype, model.replicas))
+                specs[model.name] = ModelSpec(path, dtype=model.dtype, device=model.device, name=model.name)
+            rows = self.config.search.rows_per_call or 64
+            self.launched = launch(needs, specs, self._ray_options(), batch_rows=rows,
+                                   tokens_per_row=256 + self.config.search.max_new_tokens)
+            for name, models in self.launched.replicas.items():
+                self.result.actor_starts[name] = self.result.actor_starts.get(name, 0) + len(models)
+                self.console.log(f"{name}: {', '.join(m.name for m in models)} started ({specs[name].path})")
+            for name, message in self.launched.failed.items():
+                self.console.log(f"[red]{name} failed to load[/]: {message}")
+        return self.launched
+
+    def load_error(self, *names: str) -> str | None:
+        """The one-line load failure of the first of ``names`` that failed to load, else None (launches first)."""
+        failed = self.launch().failed
+        return next((f"models.{n}: {self.model_path(n)} could not be loaded ({failed[n]}); check that the folder "
+                     "holds a complete checkpoint, or rebuild/redownload it" for n in names if n in failed), None)
+
+    def replicas(self, name: str) -> list[Any]:
+        """The model's replicas (ResilientModel handles), started on first use and reused by every stage."""
+        message = self.load_error(name)
+        if message:
+            raise ModelStartError(message)
+        return self.launched.replicas[name]
 
     def actor(self, name: str):
-        """The model's actor, started on first use and reused by every stage."""
-        if name not in self.actors:
-            from steersweep.actors import ModelActor, ModelSpec
-
-            ray = self._ray()
-            model = self.config.model(name)
-            spec = ModelSpec(self.model_path(name), dtype=model.dtype, device=model.device, name=name)
-            handle = ModelActor.options(num_cpus=0, num_gpus=model.num_gpus).remote(spec)
-            try:
-                ray.get(handle.ping.remote())
-            except Exception as error:  # an actor that cannot load: one line naming the model and the cause
-                raise ModelStartError(f"models.{name}: {spec.path} could not be loaded ({_root_cause(error)}); "
-                                      "check that the folder holds a complete checkpoint, or rebuild/redownload "
-                                      "it") from None
-            self.actors[name] = handle
-            self.result.actor_starts[name] = self.result.actor_starts.get(name, 0) + 1
-            self.console.log(f"actor for {name} started ({spec.path})")
-        return self.actors[name]
+        """The model's first replica."""
+        return self.replicas(name)[0]
 
     def call(self, name: str, method: str, *args: Any) -> Any:
-        from steersweep.actors import ModelHandle
-
-        return ModelHandle.of(self.actor(name)).call(method, *args)
+        return self.actor(name).call(method, *args)
 
     def judge(self):
         if self._judge is None:
@@ -184,12 +228,22 @@ class Pipeline:
             return False
         return True
 
+    def _fail(self, unit: str, message: str) -> None:
+        """Record a unit that cannot run (its model did not load): ``failed`` event, one line; the rest goes on."""
+        self.manifest.log("failed", unit, error=message)
+        self.result.failed[unit] = message
+        self.console.log(f"[red]{unit} failed[/]: {message}")
+
     def extract(self) -> None:
         from steersweep.engine import ExtractionPlan, extract_trait_vectors
 
         for source, trait_name, elicitation in self.config.extraction_units():
             unit = f"extract/{source}/{trait_name}"
             if not self._unit(unit):
+                continue
+            error = self.load_error(source)
+            if error:
+                self._fail(unit, error)
                 continue
             started = self.manifest.start(unit)
             trait = next(t for t in self.config.traits if t.name == trait_name)
@@ -226,6 +280,10 @@ class Pipeline:
             unit = f"search/{study_name(target, trait_name, source)}"
             if not self._unit(unit):
                 continue
+            error = self.load_error(target, source)
+            if error:
+                self._fail(unit, error)
+                continue
             started = self.manifest.start(unit)
             elicitation = next(e for s, t, e in config.extraction_units() if s == source and t == trait_name)
             dataset = self.dataset(trait_name, elicitation)
@@ -233,7 +291,7 @@ class Pipeline:
             vector = _load_vector(TraitVector, path)
             self.console.log(f"search: vector of {source} on {target} ({trait_name})")
             result = run_search(
-                {target: self.actor(target)}, vector, list(dataset.questions[: config.search.questions]), space,
+                {target: self.replicas(target)}, vector, list(dataset.questions[: config.search.questions]), space,
                 sampler, self.judge(), self.run.root, trait=TraitDefinition(trait_name, dataset.definition),
                 target_model=target, vector_source=source, vector_method=vectors.method,
                 n_trials=config.search.trials, coherence_threshold=config.search.coherence_threshold,
@@ -279,16 +337,15 @@ class Pipeline:
     def close(self) -> None:
         if self._judge is not None:
             self._judge.close()
-        if self.actors:
-            import ray
-
-            for handle in self.actors.values():
-                ray.kill(handle)
-            self.actors.clear()
+        if self.launched is not None:
+            self.launched.shutdown()
+            self.launched = None
 
     def run_all(self) -> PipelineResult:
         """Every stage in order; returns what ran, what was skipped, the best config per study, the report path."""
         started = time.perf_counter()
+        if self.address or self.config.cluster.address:
+            self.connect()  # an unreachable cluster is refused before anything is written
         self.prepare()
         try:
             self.extract()
