@@ -117,13 +117,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     table = Table(title=f"{status['name']} ({status['run_dir']})")
     for column in ("unit", "state", "seconds"):
         table.add_column(column)
-    colour = {"done": "green", "running": "yellow", "left": "white"}
+    colour = {"done": "green", "running": "yellow", "left": "white", "failed": "red"}
     for unit in status["units"]:
         table.add_row(unit["unit"], f"[{colour[unit['state']]}]{unit['state']}[/]",
                       "" if unit["seconds"] is None else f"{unit['seconds']:.1f}")
     console.print(table)
     counts = status["counts"]
-    console.print(f"{counts['done']} done, {counts['running']} running or cut, {counts['left']} left")
+    console.print(f"{counts['done']} done, {counts['running']} running or cut, {counts['left']} left"
+                  + (f", {counts['failed']} failed" if counts["failed"] else ""))
+    for unit in status["units"]:
+        if unit["state"] == "failed":
+            console.print(f"[red]failed[/] {unit['unit']}: {escape(str(unit.get('error')))}")
     for best in status["best"]:
         if best.get("found"):
             console.print(f"best so far {best['study']}: layer {best['layer']}, ratio "

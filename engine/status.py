@@ -61,19 +61,25 @@ def all_units(config: SweepConfig) -> list[str]:
 
 
 def run_status(root: Path) -> dict[str, Any]:
-    """``{"run_dir", "name", "units": [{unit, state, seconds}], "counts", "best"}``; state is done / running / left
-    (running = started and not finished: in progress, or cut by a crash and redone on resume)."""
+    """``{"run_dir", "name", "units": [{unit, state, seconds}], "counts", "best"}``; state is done / running / left /
+    failed (running = started and not finished: in progress, or cut by a crash and redone on resume; failed = its
+    model did not load, with ``error``)."""
     root = Path(root)
     config = load_frozen_config(root)
     manifest = Manifest(root)
-    started = {e["unit"] for e in read_events(root) if e.get("event") == "start"}
+    last: dict[str, dict[str, Any]] = {}
+    for event in read_events(root):
+        if event.get("event") in ("start", "failed"):
+            last[event["unit"]] = event
     units = []
     for unit in all_units(config):
         if manifest.is_done(unit):
             units.append({"unit": unit, "state": "done", "seconds": manifest.units[unit].get("seconds")})
+        elif unit in last and last[unit]["event"] == "failed":  # its model did not load (the error says why)
+            units.append({"unit": unit, "state": "failed", "seconds": None, "error": last[unit].get("error")})
         else:
-            units.append({"unit": unit, "state": "running" if unit in started else "left", "seconds": None})
-    counts = {state: sum(u["state"] == state for u in units) for state in ("done", "running", "left")}
+            units.append({"unit": unit, "state": "running" if unit in last else "left", "seconds": None})
+    counts = {state: sum(u["state"] == state for u in units) for state in ("done", "running", "left", "failed")}
     return {"run_dir": str(root), "name": config.name, "units": units, "counts": counts,
             "best": best_configs(root), "report": str(root / "report.html") if (root / "report.html").exists()
             else None}

@@ -1,0 +1,101 @@
+"""The engine on the cluster layer: `steersweep run` starts named actors ``steersweep/<model>/<replica>`` through
+``cluster.launch``; a model that fails to load fails its units (one line each) while the rest finishes, exit 1;
+``--address`` refuses a malformed address (exit 2) and an unreachable one (exit 1) in one line, writing nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from steersweep.engine.cli import main
+
+SCRIPT = Path(sys.executable).parent / "steersweep"
+
+
+def _config(tmp_path: Path, models: dict[str, Path], trait_dir: Path, targets: list[str]) -> Path:
+    data = {
+        "name": "wiring",
+        "models": [{"name": name, "path": str(path), "variant": "sft", "dtype": "float32", "device": "cpu"}
+                   for name, path in models.items()],
+        "traits": [{"name": "cheerful", "datasets": {"instruction": str(trait_dir)}, "max_new_tokens": 3,
+                    "max_scenarios": 6}],
+        "vectors": {"transfer": [{"source": "chat", "targets": targets}]},
+        "search": {"layers": [1, 2], "trials": 2, "questions": 2, "max_new_tokens": 3, "sampler": "random"},
+        "judge": {"kind": "rule"},
+        "analysis": {"enabled": False},
+        "cluster": {"dashboard": False, "num_cpus": 1},
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             namespace="steersweep")
+    yield ray
+    ray.shutdown()
+
+
+def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_units(
+        tmp_path, tiny_model_dirs, trait_dir, ray_local, monkeypatch, capsys):
+    from steersweep.engine import pipeline
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_model_dirs["llama"] / "config.json").read_text())  # no weights
+    config = _config(tmp_path, {"chat": tiny_model_dirs["llama"], "broken": broken}, trait_dir, ["chat", "broken"])
+    seen: list[str] = []
+    close = pipeline.Pipeline.close
+
+    def close_after_listing(self):
+        seen.extend(a["name"] for a in ray_local.util.list_named_actors(all_namespaces=True))
+        close(self)
+
+    monkeypatch.setattr(pipeline.Pipeline, "close", close_after_listing)
+    run_dir = tmp_path / "run"
+    assert main(["run", str(config), "--run-dir", str(run_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "steersweep/chat/0" in seen, seen
+    assert "steersweep/broken/0" not in seen, "a model that failed to load is not left running"
+    failed = [line for line in captured.out.splitlines() if line.startswith("failed ")]
+    assert failed == [line for line in failed if "search/broken/cheerful/from-chat" in line] and len(failed) == 1
+    assert "models.broken:" in failed[0] and "Traceback" not in captured.out + captured.err
+    from steersweep.engine.manifest import Manifest
+
+    done = set(Manifest(run_dir).units)
+    assert {"extract/chat/cheerful", "search/chat/cheerful/from-chat", "report"} <= done
+    assert "search/broken/cheerful/from-chat" not in done
+    from steersweep.engine.status import run_status
+
+    states = {u["unit"]: u["state"] for u in run_status(run_dir)["units"]}
+    assert states["search/broken/cheerful/from-chat"] == "failed"
+
+
+def test_malformed_address_is_exit_2_in_one_line_and_writes_nothing(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "sweep.yaml"), "--run-dir", str(tmp_path / "run"),
+                 "--address", "not an address"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "ray://HOST:10001" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_address_is_exit_1_in_one_line_and_writes_nothing(tmp_path, tiny_model_dirs, trait_dir):
+    config = _config(tmp_path, {"chat": tiny_model_dirs["llama"]}, trait_dir, ["chat"])
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_CLIENT_INITIAL_CONNECTION_TIMEOUT_S": "1",
+           "RAY_CLIENT_MAX_CONNECTION_TIMEOUT_S": "1"}
+    result = subprocess.run([str(SCRIPT), "run", str(config), "--run-dir", str(tmp_path / "run"), "--address",
+                             "ray://127.0.0.1:1"], capture_output=True, text=True, timeout=120, env=env, check=False)
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "cannot reach a Ray cluster" in line]
+    assert len(errors) == 1 and "ray://127.0.0.1:1" in errors[0] and "ray start --head" in errors[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists(), "nothing is written before the cluster is reached"
