@@ -265,6 +265,7 @@ class Pipeline:
         resumes from the trials its Parquet files hold."""
         from steersweep.actors.judges import TraitDefinition
         from steersweep.analysis import TraitVector
+        from steersweep.cluster import MeteredJudge, SweepMetrics
         from steersweep.search import RatioPrior, SearchSpace
         from steersweep.search import search as run_search
 
@@ -292,12 +293,13 @@ class Pipeline:
             self.console.log(f"search: vector of {source} on {target} ({trait_name})")
             result = run_search(
                 {target: self.replicas(target)}, vector, list(dataset.questions[: config.search.questions]), space,
-                sampler, self.judge(), self.run.root, trait=TraitDefinition(trait_name, dataset.definition),
+                sampler, MeteredJudge(self.judge()), self.run.root,
+                trait=TraitDefinition(trait_name, dataset.definition),
                 target_model=target, vector_source=source, vector_method=vectors.method,
                 n_trials=config.search.trials, coherence_threshold=config.search.coherence_threshold,
                 max_new_tokens=config.search.max_new_tokens, seed=config.search.seed, storage=config.cluster.storage,
                 prior=RatioPrior(start_ratio=config.search.prior_ratio), rows_per_call=config.search.rows_per_call,
-                console=self.console,
+                console=self.console, on_trial=SweepMetrics.get().on_trial,
             )
             self.judge().cache.flush()
             studies = sorted(result.best)

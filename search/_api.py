@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,12 +148,14 @@ def search(
     rows_per_call: int | None = None,
     live: bool | None = None,
     console: Any = None,
+    on_trial: Callable[[StudyRun, dict], None] | None = None,
 ) -> SearchResult:
     """Search where (layer) and how hard (perturbation ratio) ``vector`` steers the model(s) behind ``actors``.
 
     One study per target model (``actors`` may map model names to replicas). Everything is checked before any
     generation; rerunning the same call on the same ``run_dir`` resumes. The judge defaults to the rule judge of the
-    toy family, cached in the run directory.
+    toy family, cached in the run directory. ``on_trial(study_run, trial_row)`` is called after each trial is told
+    (e.g. ``SweepMetrics.get().on_trial``), after the live view.
 
     Example:
         >>> result = search(worker, vector, questions, sampler="default", run_dir="runs/s1")  # doctest: +SKIP
@@ -190,7 +192,8 @@ def search(
     view = LiveView({r.name: (r.study.spec.n_trials, r.study.spec.coherence_threshold) for r in runs}, console,
                     enabled=live if live is not None else _interactive())
     scheduler = Scheduler(runs, replicas, judge, paths, max_new_tokens=max_new_tokens, rows_per_call=rows_per_call,
-                          on_trial=view.on_trial, on_call=view.on_call)
+                          on_trial=view.on_trial if on_trial is None else _chain(view.on_trial, on_trial),
+                          on_call=view.on_call)
     scheduler.progress.done = sum(r.study.n_complete for r in runs)
     view.progress.update(view.task, completed=scheduler.progress.done)
     with view:
@@ -212,6 +215,14 @@ def collect(paths: RunPaths, runs: Sequence[StudyRun], progress: Progress | None
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(steps[run.name] + "\n", encoding="utf-8")
     return SearchResult(best, frame, paths.root, progress, steps)
+
+
+def _chain(*callbacks: Callable[[StudyRun, dict], None]) -> Callable[[StudyRun, dict], None]:
+    def call(run: StudyRun, row: dict) -> None:
+        for callback in callbacks:
+            callback(run, row)
+
+    return call
 
 
 def _interactive() -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -39,14 +41,32 @@ def _config(tmp_path: Path, models: dict[str, Path], trait_dir: Path, targets: l
 def ray_local():
     import ray
 
+    os.environ["RAY_metrics_report_interval_ms"] = "500"  # noqa: SIM112 (Ray reads this exact name; default 10 s)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False,
              namespace="steersweep")
     yield ray
     ray.shutdown()
+    os.environ.pop("RAY_metrics_report_interval_ms", None)
+
+
+def _exported(wanted: dict[str, float], timeout_s: float = 60) -> dict[str, float | None]:
+    """The sweep's metrics as the node's Prometheus endpoint exports them (summed over tags), once they match."""
+    from steersweep.cluster import metrics_endpoints, read_metric
+
+    (endpoint,) = metrics_endpoints()
+    deadline, seen = time.monotonic() + timeout_s, {}
+    while time.monotonic() < deadline:
+        body = urllib.request.urlopen(endpoint, timeout=30).read().decode()
+        seen = {name: read_metric(body, name) for name in wanted}
+        if seen == wanted:
+            break
+        time.sleep(1)
+    return seen
 
 
 def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_units(
         tmp_path, tiny_model_dirs, trait_dir, ray_local, monkeypatch, capsys):
+    from steersweep.cluster import metrics_endpoints, read_metric
     from steersweep.engine import pipeline
 
     broken = tmp_path / "broken"
@@ -78,6 +98,12 @@ def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_u
 
     states = {u["unit"]: u["state"] for u in run_status(run_dir)["units"]}
     assert states["search/broken/cheerful/from-chat"] == "failed"
+    # the engine's search reports through SweepMetrics: its 2 trials told COMPLETE; judge and steer calls metered
+    seen = _exported({"ray_steersweep_trials_completed_total": 2.0})
+    assert seen == {"ray_steersweep_trials_completed_total": 2.0}
+    body = urllib.request.urlopen(metrics_endpoints()[0], timeout=30).read().decode()
+    assert read_metric(body, "ray_steersweep_judge_latency_seconds_count", judge="RuleJudge") >= 1
+    assert read_metric(body, "ray_steersweep_rows_per_steer_call_count", actor="steersweep/chat/0") >= 1
 
 
 def test_malformed_address_is_exit_2_in_one_line_and_writes_nothing(tmp_path, capsys):
