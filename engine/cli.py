@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "(reads files only)", **kw)
     status.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     status.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    status.add_argument("--address", type=ray_address, default=None, metavar="ADDRESS",
+                        help="also show the run's actors (state, restarts) on this Ray cluster (auto, "
+                        "ray://HOST:10001 or HOST:6379); joins it, never starts Ray")
     status.set_defaults(handler=commands.cmd_status)
 
     report = sub.add_parser("report", help="(re)write RUN_DIR/report.html from the run's tables", **kw)

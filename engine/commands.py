@@ -107,10 +107,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cluster_actors(address: str, models: list[str]) -> list[dict]:
+    """The run's named actors on the Ray cluster at ``address`` (state, restarts, node): joins it, never starts one."""
+    import dataclasses
+
+    from steersweep.cluster import RayOptions, actor_status, connect_ray
+
+    from .pipeline import ClusterConnectError, _root_cause
+
+    try:
+        connect_ray(RayOptions(address=address))
+    except Exception as error:
+        raise ClusterConnectError(f"--address {address}: cannot reach a Ray cluster there ({_root_cause(error)}); "
+                                  "leave --address out to read the run directory only") from None
+    return [dataclasses.asdict(row) for row in actor_status() if row.name.split("/")[1:2] in ([m] for m in models)]
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import run_status
+    from .status import load_frozen_config, run_status
 
     status = run_status(Path(args.run_dir))
+    if args.address:  # only then: Ray is joined (never started) to show the actors and their restarts
+        models = [m.name for m in load_frozen_config(Path(args.run_dir)).models]
+        status["actors"] = _cluster_actors(args.address, models)
     if args.json:
         print(json.dumps(status, indent=1, default=str))
         return 0
@@ -133,6 +152,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             console.print(f"best so far {best['study']}: layer {best['layer']}, ratio "
                           f"{best['perturbation_ratio']:.2f} -> trait {best['trait_score']:.1f} "
                           f"(n={best['n']}), coherence {best['coherence']:.1f}")
+    for actor in status.get("actors", ()):
+        console.print(f"actor {actor['name']}  {actor['state']}  restarts={actor['restarts']}  "
+                      f"node={actor['node_id'][:8]}  pid={actor['pid']}")
+    if "actors" in status and not status["actors"]:
+        console.print(f"no actor of this run on the cluster at {args.address}")
     return 0
 
 

@@ -197,8 +197,7 @@ class Pipeline:
     def load_error(self, *names: str) -> str | None:
         """The one-line load failure of the first of ``names`` that failed to load, else None (launches first)."""
         failed = self.launch().failed
-        return next((f"models.{n}: {self.model_path(n)} could not be loaded ({failed[n]}); check that the folder "
-                     "holds a complete checkpoint, or rebuild/redownload it" for n in names if n in failed), None)
+        return next((f"models.{n}: {failed[n]}" for n in names if n in failed), None)
 
     def replicas(self, name: str) -> list[Any]:
         """The model's replicas (ResilientModel handles), started on first use and reused by every stage."""

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -66,7 +67,7 @@ def _exported(wanted: dict[str, float], timeout_s: float = 60) -> dict[str, floa
 
 def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_units(
         tmp_path, tiny_model_dirs, trait_dir, ray_local, monkeypatch, capsys):
-    from steersweep.cluster import metrics_endpoints, read_metric
+    from steersweep.cluster import actor_status, metrics_endpoints, read_metric
     from steersweep.engine import pipeline
 
     broken = tmp_path / "broken"
@@ -74,10 +75,20 @@ def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_u
     (broken / "config.json").write_text((tiny_model_dirs["llama"] / "config.json").read_text())  # no weights
     config = _config(tmp_path, {"chat": tiny_model_dirs["llama"], "broken": broken}, trait_dir, ["chat", "broken"])
     seen: list[str] = []
+    status_out: list[str] = []
     close = pipeline.Pipeline.close
 
     def close_after_listing(self):
         seen.extend(a["name"] for a in ray_local.util.list_named_actors(all_namespaces=True))
+        actor = ray_local.get_actor("steersweep/chat/0", namespace="steersweep")
+        ray_local.kill(actor, no_restart=False)  # Ray restarts it (max_restarts); status must show the restart
+        deadline = time.monotonic() + 120
+        while not [a for a in actor_status() if a.name == "steersweep/chat/0" and a.restarts and a.state == "ALIVE"]:
+            assert time.monotonic() < deadline, actor_status()
+            time.sleep(0.5)
+        capsys.readouterr()
+        assert main(["status", str(self.run.root), "--address", "auto"]) == 0
+        status_out.append(capsys.readouterr().out)
         close(self)
 
     monkeypatch.setattr(pipeline.Pipeline, "close", close_after_listing)
@@ -86,9 +97,11 @@ def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_u
     captured = capsys.readouterr()
     assert "steersweep/chat/0" in seen, seen
     assert "steersweep/broken/0" not in seen, "a model that failed to load is not left running"
+    assert re.search(r"actor steersweep/chat/0  ALIVE  restarts=1", status_out[0]), status_out
     failed = [line for line in captured.out.splitlines() if line.startswith("failed ")]
     assert failed == [line for line in failed if "search/broken/cheerful/from-chat" in line] and len(failed) == 1
-    assert "models.broken:" in failed[0] and "Traceback" not in captured.out + captured.err
+    assert "models.broken: model path" in failed[0] and "could not be loaded" in failed[0]
+    assert "Traceback" not in captured.out + captured.err
     from steersweep.engine.manifest import Manifest
 
     done = set(Manifest(run_dir).units)
