@@ -39,15 +39,21 @@ def _config(tmp_path: Path, models: dict[str, Path], trait_dir: Path, targets: l
 
 
 @pytest.fixture
-def ray_local():
+def own_ray():
+    """A local Ray of this test's own (metrics exported every 0.5 s); the session's shared Ray, when up, is
+    stopped for it and started again after, as tests/conftest.py's ``ray_local`` starts it."""
     import ray
 
+    shared = ray.is_initialized()
+    if shared:
+        ray.shutdown()
     os.environ["RAY_metrics_report_interval_ms"] = "500"  # noqa: SIM112 (Ray reads this exact name; default 10 s)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False,
-             namespace="steersweep")
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
     os.environ.pop("RAY_metrics_report_interval_ms", None)
+    if shared:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def _exported(wanted: dict[str, float], timeout_s: float = 60) -> dict[str, float | None]:
@@ -66,7 +72,7 @@ def _exported(wanted: dict[str, float], timeout_s: float = 60) -> dict[str, floa
 
 
 def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_units(
-        tmp_path, tiny_model_dirs, trait_dir, ray_local, monkeypatch, capsys):
+        tmp_path, tiny_model_dirs, trait_dir, own_ray, monkeypatch, capsys):
     from steersweep.cluster import actor_status, metrics_endpoints, read_metric
     from steersweep.engine import pipeline
 
@@ -79,9 +85,9 @@ def test_run_starts_named_actors_and_a_model_that_fails_to_load_fails_only_its_u
     close = pipeline.Pipeline.close
 
     def close_after_listing(self):
-        seen.extend(a["name"] for a in ray_local.util.list_named_actors(all_namespaces=True))
-        actor = ray_local.get_actor("steersweep/chat/0", namespace="steersweep")
-        ray_local.kill(actor, no_restart=False)  # Ray restarts it (max_restarts); status must show the restart
+        seen.extend(a["name"] for a in own_ray.util.list_named_actors(all_namespaces=True))
+        actor = own_ray.get_actor("steersweep/chat/0")  # the namespace of the Ray this process joined
+        own_ray.kill(actor, no_restart=False)  # Ray restarts it (max_restarts); status must show the restart
         deadline = time.monotonic() + 120
         while not [a for a in actor_status() if a.name == "steersweep/chat/0" and a.restarts and a.state == "ALIVE"]:
             assert time.monotonic() < deadline, actor_status()
