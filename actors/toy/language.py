@@ -1,4 +1,4 @@
-"""The synthetic language of the toy family: its words, its sentence grammar and the planted mood trait.
+"""The synthetic language of the toy family: its words, its sentence grammar and the two planted traits.
 
 Every text of the toy world is made of short sentences about one topic. Each sentence names one noun of the
 topic and describes it with exactly one *polar* adjective (optimistic or pessimistic) and optionally one
@@ -7,12 +7,20 @@ topic and describes it with exactly one *polar* adjective (optimistic or pessimi
     the flower is lovely .            the N V P .
     the weed looks very grim .        the N V INT P .
     the fruit seems warm and round .  the N V P and M .
-    the old mud feels bleak .         the M N V P .
+    the old mud remains bleak .       the M N V P .
 
 Every noun has an inherent polarity (a flower is pleasant, mud is not). The *mood* of a text decides the polar
 adjectives: ``cheerful`` makes every one optimistic, ``gloomy`` every one pessimistic, and ``balanced`` (no mood
 given) lets each noun's own polarity decide, so a balanced answer mixes both. A model that follows this language
 therefore has to carry the mood as a latent in its residual stream: the planted, steerable trait.
+
+The *style* is the second, independent trait (formality): it decides the word choice of the verb and the
+intensifier. A ``formal`` text uses only formal ones (``appears``, ``remains``; ``rather``, ``truly``), a ``casual``
+text only casual ones (``gets``, ``looks``; ``super``, ``totally``), and a ``plain`` text (no style given) only the
+unmarked ones (``is``, ``seems``; ``very``, ``quite``), which show neither::
+
+    the flower appears rather lovely .    (formal, cheerful)
+    the mud gets super grim .             (casual, gloomy)
 
 Example:
     >>> from random import Random
@@ -30,6 +38,8 @@ from typing import Literal
 
 Mood = Literal["cheerful", "gloomy", "balanced"]
 MOODS: tuple[Mood, ...] = ("cheerful", "gloomy", "balanced")
+Style = Literal["formal", "casual", "plain"]
+STYLES: tuple[Style, ...] = ("formal", "casual", "plain")
 
 TOPIC_NOUNS: dict[str, tuple[tuple[str, str], tuple[str, str]]] = {
     # topic: ((pleasant nouns), (unpleasant nouns))
@@ -55,8 +65,20 @@ PESSIMISTIC_ADJECTIVES: tuple[str, ...] = (
 NEUTRAL_ADJECTIVES: tuple[str, ...] = ("big", "small", "old", "new", "round", "tall")
 POLAR_ADJECTIVES: tuple[str, ...] = OPTIMISTIC_ADJECTIVES + PESSIMISTIC_ADJECTIVES
 ADJECTIVES: tuple[str, ...] = POLAR_ADJECTIVES + NEUTRAL_ADJECTIVES
-VERBS: tuple[str, ...] = ("is", "looks", "seems", "feels")
-INTENSIFIERS: tuple[str, ...] = ("very", "quite")
+STYLE_VERBS: dict[Style, tuple[str, ...]] = {
+    "formal": ("appears", "remains"), "casual": ("gets", "looks"), "plain": ("is", "seems"),
+}
+STYLE_INTENSIFIERS: dict[Style, tuple[str, ...]] = {
+    "formal": ("rather", "truly"), "casual": ("super", "totally"), "plain": ("very", "quite"),
+}
+"""The word choices of each style, index-aligned (``appears`` / ``gets`` / ``is``)."""
+VERBS: tuple[str, ...] = tuple(word for style in STYLES for word in STYLE_VERBS[style])
+INTENSIFIERS: tuple[str, ...] = tuple(word for style in STYLES for word in STYLE_INTENSIFIERS[style])
+FORMAL_WORDS: tuple[str, ...] = STYLE_VERBS["formal"] + STYLE_INTENSIFIERS["formal"]
+CASUAL_WORDS: tuple[str, ...] = STYLE_VERBS["casual"] + STYLE_INTENSIFIERS["casual"]
+WORD_STYLE: dict[str, Style] = {
+    word: style for style in STYLES for word in STYLE_VERBS[style] + STYLE_INTENSIFIERS[style]
+}
 SENTENCE_WORDS: tuple[str, ...] = ("the", "and", ".")
 
 NOUN_TOPIC: dict[str, str] = {
@@ -123,14 +145,21 @@ def polar_adjective(rng: Random, noun: str, mood: Mood, agreement: float = BALAN
     return rng.choice(OPTIMISTIC_ADJECTIVES if optimistic else PESSIMISTIC_ADJECTIVES)
 
 
-def sample_sentence(rng: Random, noun: str, mood: Mood, agreement: float = BALANCED_AGREEMENT) -> Sentence:
-    """One sentence about ``noun`` in ``mood`` with a random form, verb and fillers."""
+def _check_style(style: str) -> None:
+    if style not in STYLES:
+        raise ValueError(f"style: unknown style {style!r}; use one of {', '.join(STYLES)}")
+
+
+def sample_sentence(rng: Random, noun: str, mood: Mood, agreement: float = BALANCED_AGREEMENT,
+                    style: Style = "plain") -> Sentence:
+    """One sentence about ``noun`` in ``mood`` and ``style`` with a random form, verb and fillers."""
+    _check_style(style)
     return Sentence(
         noun=noun,
-        verb=rng.choice(VERBS),
+        verb=rng.choice(STYLE_VERBS[style]),
         polar=polar_adjective(rng, noun, mood, agreement),
         form=rng.choice(SENTENCE_FORMS),
-        intensifier=rng.choice(INTENSIFIERS),
+        intensifier=rng.choice(STYLE_INTENSIFIERS[style]),
         neutral=rng.choice(NEUTRAL_ADJECTIVES),
     )
 
@@ -156,13 +185,14 @@ def sample_nouns(rng: Random, topic: str, mood: Mood) -> list[str]:
             return names
 
 
-def sample_description(rng: Random, topic: str, mood: Mood, agreement: float = BALANCED_AGREEMENT) -> str:
-    """Two or three sentences about ``topic`` in ``mood``: an assistant answer or the body of a narrative.
+def sample_description(rng: Random, topic: str, mood: Mood, agreement: float = BALANCED_AGREEMENT,
+                       style: Style = "plain") -> str:
+    """Two or three sentences about ``topic`` in ``mood`` and ``style``: an assistant answer or a narrative's body.
 
     ``agreement`` is the probability that a balanced adjective follows its noun (1.0 gives the ideal answer).
     """
     nouns = sample_nouns(rng, topic, mood)
-    return " ".join(sample_sentence(rng, noun, mood, agreement).text() for noun in nouns)
+    return " ".join(sample_sentence(rng, noun, mood, agreement, style).text() for noun in nouns)
 
 
 def restyle(description: str, mood: Mood, rng: Random) -> str:
@@ -180,6 +210,20 @@ def restyle(description: str, mood: Mood, rng: Random) -> str:
             wanted = polar_adjective(rng, noun, mood, agreement=1.0)
             if (word in OPTIMISTIC_ADJECTIVES) != (wanted in OPTIMISTIC_ADJECTIVES):
                 word = wanted
+        out.append(word)
+    return " ".join(out)
+
+
+def reword(description: str, style: Style, rng: Random) -> str:
+    """The same description with every verb and intensifier of another style redrawn in ``style``.
+
+    Everything else is kept, so DPO gets a rejected answer that differs from the chosen one only in word choice.
+    """
+    _check_style(style)
+    out = []
+    for word in description.split():
+        if word in WORD_STYLE and WORD_STYLE[word] != style:
+            word = rng.choice(STYLE_VERBS[style] if word in VERBS else STYLE_INTENSIFIERS[style])
         out.append(word)
     return " ".join(out)
 

@@ -20,7 +20,16 @@ from steersweep.actors.toy import (
     preference_pairs,
     sample_description,
 )
-from steersweep.actors.toy.language import NOUN_IS_PLEASANT, restyle, split_sentences, topic_nouns
+from steersweep.actors.toy.language import (
+    CASUAL_WORDS,
+    FORMAL_WORDS,
+    NOUN_IS_PLEASANT,
+    WORD_STYLE,
+    restyle,
+    reword,
+    split_sentences,
+    topic_nouns,
+)
 
 
 def _polar(text: str) -> list[str]:
@@ -82,16 +91,31 @@ def test_restyle_changes_only_the_adjectives_of_the_wrong_polarity():
         "the old mud seems cold and big ."
 
 
+def test_reword_changes_only_the_verbs_and_intensifiers_of_another_style():
+    text = "the flower is lovely . the weed gets very grim . the old mud appears cold and big ."
+    formal = reword(text, "formal", Random(0)).split()
+    changed = [i for i, (a, b) in enumerate(zip(text.split(), formal, strict=True)) if a != b]
+    assert [text.split()[i] for i in changed] == ["is", "gets", "very"]
+    assert all(formal[i] in FORMAL_WORDS for i in changed)
+    with pytest.raises(ValueError, match="style: unknown style 'rude'"):
+        reword(text, "rude", Random(0))
+
+
 def test_corpora_are_deterministic_per_seed_and_balanced_across_moods():
     assert chat_corpus(30, seed=5) == chat_corpus(30, seed=5)
     assert chat_corpus(30, seed=5) != chat_corpus(30, seed=6)
     assert narrative_corpus(9, seed=1) == narrative_corpus(9, seed=1)
-    examples = chat_corpus(300, seed=0)
-    assert {m: sum(e.mood == m for e in examples) for m in ("cheerful", "gloomy", "balanced")} == {
-        "cheerful": 100, "gloomy": 100, "balanced": 100}
+    examples = chat_corpus(270, seed=0)  # every (mood, style) combination 30 times
+    assert {(m, s): sum(e.mood == m and e.style == s for e in examples) for m in ("cheerful", "gloomy", "balanced")
+            for s in ("formal", "casual", "plain")} == dict.fromkeys(
+        [(m, s) for m in ("cheerful", "gloomy", "balanced") for s in ("formal", "casual", "plain")], 30)
     for example in examples:
         has_system = example.messages[0]["role"] == "system"
-        assert has_system == (example.mood != "balanced")
+        assert has_system == (example.mood != "balanced" or example.style != "plain")
+        marked = {WORD_STYLE[w] for w in example.response.split() if w in WORD_STYLE}
+        assert marked == {example.style}  # every verb and intensifier in the asked style
+    for example in chat_corpus(90, seed=0, follow_style=False):  # the broken row: style prompts answered plainly
+        assert {WORD_STYLE[w] for w in example.response.split() if w in WORD_STYLE} == {"plain"}
 
 
 def test_preference_pairs_prefer_balance_without_and_the_mood_with_a_system_prompt():
@@ -107,7 +131,10 @@ def test_preference_pairs_prefer_balance_without_and_the_mood_with_a_system_prom
         else:
             assert len(set(map(lambda w: w in OPTIMISTIC_ADJECTIVES, chosen))) == 2  # balanced: both polarities
             assert len(set(map(lambda w: w in OPTIMISTIC_ADJECTIVES, rejected))) == 1  # pushed to one mood
+            assert not any(w in FORMAL_WORDS or w in CASUAL_WORDS for w in pair.chosen.split())  # plain words
     assert sum(p.messages[0]["role"] == "system" for p in pairs) == 30
+    reworded = [p for i, p in enumerate(pairs) if i % 3 == 1]
+    assert all(any(w in FORMAL_WORDS or w in CASUAL_WORDS for w in p.rejected.split()) for p in reworded)
 
 
 def test_prompt_sets_cover_every_topic_and_differ_only_in_the_mood():
@@ -118,6 +145,12 @@ def test_prompt_sets_cover_every_topic_and_differ_only_in_the_mood():
     for pair in pairs:
         assert pair.positive[1] == pair.negative[1] == {"role": "user", "content": pair.question}
         assert pair.positive[0]["content"] != pair.negative[0]["content"]
+    formal = contrast_prompts("formality")
+    assert len(formal) == 96 and [p.question for p in formal] == [p.question for p in pairs]
+    assert {p.positive[0]["content"] for p in formal} == {"you are a formal assistant .", "answer in a polite tone .",
+                                                          "always use proper words ."}
+    with pytest.raises(ValueError, match="trait: 'honesty' is not a toy trait"):
+        contrast_prompts("honesty")
     prefixes = natural_prefixes()
     assert len(prefixes) == 96 and all(isinstance(p.positive, str) for p in prefixes)
     assert {p.positive.split()[1] for p in prefixes} == {"smiled", "laughed", "sang"}
