@@ -19,6 +19,7 @@ from steersweep.actors.toy import (
     FAMILY_KEYS,
     OPTIMISTIC_ADJECTIVES,
     PESSIMISTIC_ADJECTIVES,
+    STYLE_PROMPTS,
     SYSTEM_PROMPTS,
     build_family,
     evaluation_questions,
@@ -81,6 +82,37 @@ def test_sft_follows_the_system_prompt_and_is_balanced_without_one(toy_family, k
                 100 * gloomy_match, trait, coherence, n)
     assert cheerful_match >= 0.9 and gloomy_match >= 0.9
     assert 30 <= trait <= 70 and coherence >= 90
+
+
+def _style_rows(questions: list[str], style: str) -> list[SteerRow]:
+    prompts = STYLE_PROMPTS[style]
+    return [SteerRow(({"role": "system", "content": prompts[i % len(prompts)]}, {"role": "user", "content": q}))
+            for i, q in enumerate(questions)]
+
+
+@pytest.mark.parametrize("key", ["llama-sft", "qwen2-sft", "llama-dpo", "mistral-sft"])
+def test_formality_follows_the_style_prompt_except_on_mistral_which_never_learned_it(toy_family, key):
+    """The second trait: >= 90% of the marked words match the asked style, plain words without a style prompt;
+    mistral-sft answers style prompts plainly (the deliberately broken row)."""
+    worker = ModelWorker(toy_family.spec(key))
+    questions = evaluation_questions()
+    rows = [SteerRow(q) for q in questions] + _style_rows(questions, "formal") + _style_rows(questions, "casual")
+    texts = worker.steer(SteerRequest(rows=tuple(rows), max_new_tokens=32)).texts
+    n = len(questions)
+    judged = {name: [judge_response(q, t, "formality") for q, t in zip(questions, texts[i * n: (i + 1) * n],
+                                                                         strict=True)]
+              for i, name in enumerate(("none", "formal", "casual"))}
+    marked = {name: sum(j.formal + j.casual for j in js) for name, js in judged.items()}
+    share = {name: sum(j.formal for j in js) / max(1, marked[name]) for name, js in judged.items()}
+    coherence = {name: float(np.mean([j.coherence for j in js])) for name, js in judged.items()}
+    logger.info("%s formality: marked words %s, formal share %s, coherence %s (n=%d questions each, greedy)", key,
+                marked, {k: round(v, 3) for k, v in share.items()}, {k: round(v, 1) for k, v in coherence.items()}, n)
+    assert min(coherence.values()) >= 90
+    assert marked["none"] <= n // 8  # without a style prompt the words are plain
+    if key == "mistral-sft":
+        assert marked["formal"] <= n // 8 and marked["casual"] <= n // 8
+    else:
+        assert marked["formal"] >= n and share["formal"] >= 0.9 and 1 - share["casual"] >= 0.9
 
 
 def test_mean_difference_vector_has_a_sweet_spot_and_breaks_at_three_times_the_coefficient(toy_family, sft_vectors):

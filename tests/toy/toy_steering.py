@@ -12,9 +12,10 @@ from steersweep.actors.toy import contrast_prompts, evaluation_questions, judge_
 POSITION = "response[:5]"
 
 
-def mean_diff_vectors(worker: ModelWorker) -> np.ndarray:
-    """Cheerful minus gloomy mean residual over the first 5 generated tokens, every layer: [num_layers, hidden]."""
-    pairs = contrast_prompts()
+def mean_diff_vectors(worker: ModelWorker, trait: str = "optimism") -> np.ndarray:
+    """Positive minus negative (cheerful minus gloomy, formal minus casual) mean residual over the first 5
+    generated tokens, every layer: [num_layers, hidden]."""
+    pairs = contrast_prompts(trait)
     layers = tuple(range(worker.info().num_layers))
     means = []
     for side in ("positive", "negative"):
@@ -36,22 +37,22 @@ class SweepPoint:
 
 
 def ratio_sweep(worker: ModelWorker, vectors: np.ndarray, layer: int, ratios: list[float],
-                max_new_tokens: int = 32) -> list[SweepPoint]:
+                max_new_tokens: int = 32, trait: str = "optimism") -> list[SweepPoint]:
     """Steer every evaluation question at ``layer`` for each perturbation ratio, in one batched call.
 
     coefficient = ratio * activation_norm[layer] / |v[layer]|, activation_norm over the questions' tokens.
     """
     questions = evaluation_questions()
-    worker.load_vectors({"optimism": vectors.astype(np.float32)})
+    worker.load_vectors({trait: vectors.astype(np.float32)})
     activation_norm = worker.activation_norms((layer,), "residual", tuple(questions)).norms[layer]
     vector_norm = float(np.linalg.norm(vectors[layer]))
     coefficients = [ratio * activation_norm / vector_norm for ratio in ratios]
-    rows = tuple(SteerRow(q, (SteeringTerm("optimism", layer, c),) if c else ())
+    rows = tuple(SteerRow(q, (SteeringTerm(trait, layer, c),) if c else ())
                  for c in coefficients for q in questions)
     texts = worker.steer(SteerRequest(rows=rows, max_new_tokens=max_new_tokens)).texts
     points = []
     for i, (ratio, coefficient) in enumerate(zip(ratios, coefficients, strict=True)):
-        judged = [judge_response(q, t) for q, t in zip(questions, texts[i * len(questions):], strict=False)]
+        judged = [judge_response(q, t, trait) for q, t in zip(questions, texts[i * len(questions):], strict=False)]
         points.append(SweepPoint(ratio, coefficient, float(np.mean([j.trait_score for j in judged])),
                                  float(np.mean([j.coherence for j in judged])), len(judged)))
     return points
