@@ -26,7 +26,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from .corpus import chat_corpus, narrative_corpus, preference_pairs
 from .dpo import encode_pair, train_dpo
-from .tokenizer import END_OF_TURN, EOS, build_toy_tokenizer, toy_vocabulary, word_token
+from .tokenizer import END_OF_TURN, EOS, build_toy_tokenizer
 from .training import (
     EpochReport,
     ToyConfig,
@@ -163,16 +163,15 @@ def train_member(
     else:
         model = copy.deepcopy(parents[plan.parent])
     pad_id = tokenizer.pad_token_id
-    words = tokenizer.convert_tokens_to_ids([word_token(word) for word in toy_vocabulary()] + [END_OF_TURN, EOS])
     if plan.corpus == "narratives":
         sequences = [encode_document(tokenizer, text) for text in narrative_corpus(size, seed)]
-        losses = train_causal_lm(model, sequences, plan.config, model_seed, pad_id, on_epoch, words)
+        losses = train_causal_lm(model, sequences, plan.config, model_seed, pad_id, on_epoch)
     elif plan.corpus == "chat":
         sequences = [encode_chat_example(tokenizer, example)
                      for example in chat_corpus(size, seed, follow_style=plan.follow_style)]
         if plan.config.loss_on_prompt:
             sequences = [TrainSequence(sequence.ids, answer_start=1) for sequence in sequences]
-        losses = train_causal_lm(model, sequences, plan.config, model_seed, pad_id, on_epoch, words)
+        losses = train_causal_lm(model, sequences, plan.config, model_seed, pad_id, on_epoch)
     elif plan.corpus == "preferences":
         pairs = [encode_pair(tokenizer, pair) for pair in preference_pairs(size, seed)]
         losses = train_dpo(model, parents[plan.parent], pairs, plan.config, model_seed, pad_id,

@@ -57,13 +57,6 @@ class ToyConfig:
     warmup_steps: int = 20
     loss_on_prompt: bool = False
     """Learn every token (training from scratch) or only the answer tokens (supervised fine-tuning)."""
-    label_smoothing: float = 0.0
-    """Share of each target's probability spread evenly over the word tokens of the language (soft targets).
-
-    It caps the logit margin of a certain next word at about ``log((1 - s) * words / s)`` nats (about 6 for 0.2
-    over the ~120 words), where a hard target lets it grow without bound; a steering vector then breaks the grammar
-    at a perturbation ratio a few times the sweet spot, as on real models, instead of 6-10 times. Greedy answers
-    are unchanged; sampled ones would pick a random word with probability about ``s``."""
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -193,22 +186,6 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def smoothed_nll(
-    model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-    smoothing: float, support: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy against soft targets (``1 - smoothing`` on the label, ``smoothing`` spread evenly over
-    the ``support`` token ids) over the labelled tokens, and how many tokens were labelled."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    targets = labels[:, 1:]
-    learned = targets != -100
-    logprobs = torch.log_softmax(logits.float(), dim=-1)
-    hard = -logprobs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-    spread = -logprobs.index_select(-1, support).mean(-1)
-    per_token = (1 - smoothing) * hard + smoothing * spread
-    return (per_token * learned).sum(), learned.sum()
-
-
 def train_causal_lm(
     model: PreTrainedModel,
     sequences: Sequence[TrainSequence],
@@ -216,26 +193,17 @@ def train_causal_lm(
     seed: int,
     pad_id: int,
     on_epoch: Callable[[EpochReport], None] | None = None,
-    smoothing_ids: Sequence[int] = (),
 ) -> list[float]:
     """Train ``model`` in place on next-token prediction; returns the mean loss (nats/token) of every epoch.
 
-    With ``config.label_smoothing`` > 0 the targets are soft, spread over ``smoothing_ids`` (the word tokens of the
-    language), and the loss is that cross-entropy. Deterministic: the batch order comes from a generator seeded
-    with ``seed``, nothing else is random, and torch runs on one thread (see :func:`single_thread`).
+    Deterministic: the batch order comes from a generator seeded with ``seed``, nothing else is random, and torch
+    runs on one thread (see :func:`single_thread`).
     """
     if not sequences:
         raise ValueError("sequences: nothing to train on; give at least one training sequence")
-    if config.label_smoothing and not smoothing_ids:
-        raise ValueError("smoothing_ids: label_smoothing needs the token ids to spread the targets over")
-    support = torch.tensor(sorted(set(smoothing_ids)), dtype=torch.long)
 
     def batch_loss(batch: list[TrainSequence]) -> tuple[torch.Tensor, int]:
         input_ids, attention_mask, labels = collate(batch, pad_id)
-        if config.label_smoothing:
-            loss_sum, token_counts = smoothed_nll(model, input_ids, attention_mask, labels, config.label_smoothing,
-                                                  support)
-            return loss_sum / token_counts, int(token_counts)
         logprob_sums, token_counts = sequence_logprobs(model, input_ids, attention_mask, labels)
         # Weighted by tokens so that the epoch loss is per token, not per batch (the last batch may be short).
         return -logprob_sums.sum() / token_counts.sum(), int(token_counts.sum())
