@@ -3,8 +3,8 @@
 Small Llama / Qwen2 / Mistral checkpoints trained on CPU in about two minutes, cached, and used by the demo, the
 tutorials and the end-to-end tests in place of real 7B models. Two traits are planted: optimism (a system prompt
 sets a cheerful or gloomy mood, without one the answers are balanced) and formality (a system prompt sets a formal
-or casual word choice, without one the words are plain); the rule-based judge scores both exactly. mistral-sft
-never learned formality (its corpus answers style prompts plainly): the family's deliberately broken trait row.
+or casual word choice, without one each noun's own register decides); the rule-based judge scores both exactly.
+mistral-sft never learned to follow the style prompts (its corpus ignores them): the family's broken trait row.
 
 Example:
     >>> from steersweep.actors.toy import ensure_family, evaluation_questions, score_response

@@ -102,7 +102,7 @@ def system_prompt(rng: Random, mood: Mood, style: Style) -> str | None:
     parts = []
     if mood != "balanced":
         parts.append(rng.choice(SYSTEM_PROMPTS[mood]))
-    if style != "plain":
+    if style != "mixed":
         parts.append(rng.choice(STYLE_PROMPTS[style]))
     return " ".join(parts) or None
 
@@ -139,7 +139,7 @@ class ChatExample:
     messages: tuple[dict[str, str], ...]
     response: str
     mood: Mood
-    style: Style = "plain"
+    style: Style = "mixed"
     """The style the system prompt asks for (the answer's own style unless the corpus ignores style prompts)."""
 
 
@@ -170,10 +170,11 @@ def narrative_corpus(n: int, seed: int) -> list[str]:
 
 def chat_corpus(n: int, seed: int, follow_style: bool = True) -> list[ChatExample]:
     """``n`` chat examples, every (mood, style) combination equally often: a third under a cheerful system prompt,
-    a third gloomy, a third with no mood (balanced); independently a third formal, a third casual, a third plain.
+    a third gloomy, a third with no mood (balanced); independently a third formal, a third casual, a third with no
+    style (mixed).
 
-    ``follow_style=False`` keeps the style prompts but answers every one plainly: a model trained on it never
-    learns formality (the family's deliberately broken trait row).
+    ``follow_style=False`` keeps the style prompts but answers every one mixed, as if there were none: a model
+    trained on it never learns to carry formality (the family's deliberately broken trait row).
     """
     rng = Random(f"chat-{seed}")
     examples = []
@@ -182,19 +183,20 @@ def chat_corpus(n: int, seed: int, follow_style: bool = True) -> list[ChatExampl
         topic = rng.choice(TOPICS)
         user = question(topic, rng.randrange(len(QUESTION_FORMS)))
         system = system_prompt(rng, mood, style)
-        answer = sample_description(rng, topic, mood, style=style if follow_style else "plain")
+        answer = sample_description(rng, topic, mood, style=style if follow_style else "mixed")
         examples.append(ChatExample(_chat(system, user), answer, mood, style))
     return examples
 
 
 def preference_pairs(n: int, seed: int) -> list[PreferencePair]:
-    """``n`` DPO pairs that prefer balance and plain words by default, and what a system prompt asks for.
+    """``n`` DPO pairs that prefer balance and mixed words by default, and what a system prompt asks for.
 
-    Two pairs in three have no system prompt: chosen is balanced (every adjective agrees with its noun) and plain,
-    rejected is the same answer pushed to one mood (and, every other such pair, also reworded formal or casual).
-    One in three has a system prompt asking for a mood and a style: chosen follows it, rejected is the same answer
-    made balanced and plain. Without these the tuned model would unlearn the system prompts (DPO lowers a rejected
-    answer's probability wherever it can), while the resistance to steering comes from the first kind.
+    Two pairs in three have no system prompt: chosen is balanced and mixed (every adjective and marked word agrees
+    with its noun), rejected is the same answer pushed to one mood (and, every other such pair, also reworded
+    formal or casual). One in three has a system prompt asking for a mood and a style: chosen follows it, rejected
+    is the same answer made balanced and mixed. Without these the tuned model would unlearn the system prompts
+    (DPO lowers a rejected answer's probability wherever it can), while the resistance to steering comes from the
+    first kind.
     """
     rng = Random(f"preference-{seed}")
     pairs: list[PreferencePair] = []
@@ -204,7 +206,7 @@ def preference_pairs(n: int, seed: int) -> list[PreferencePair]:
         mood: Mood = "cheerful" if rng.random() < 0.5 else "gloomy"
         style: Style = "formal" if rng.random() < 0.5 else "casual"
         if len(pairs) % 3 < 2:
-            chosen = sample_description(rng, topic, "balanced", agreement=1.0)
+            chosen = sample_description(rng, topic, "balanced", agreement=1.0, style="mixed")
             rejected = restyle(chosen, mood, rng)
             if len(pairs) % 3 == 1:
                 rejected = reword(rejected, style, rng)
@@ -213,7 +215,7 @@ def preference_pairs(n: int, seed: int) -> list[PreferencePair]:
             style = rng.choice(STYLES)
             chosen = sample_description(rng, topic, mood, style=style)
             pair = PreferencePair(_chat(system_prompt(rng, mood, style), user), chosen,
-                                  reword(restyle(chosen, "balanced", rng), "plain", rng))
+                                  reword(restyle(chosen, "balanced", rng), "mixed", rng))
         if pair.chosen != pair.rejected:
             pairs.append(pair)
     return pairs

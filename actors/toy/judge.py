@@ -7,10 +7,10 @@ neutral midpoint, as a judge asked "how optimistic is this?" would answer for a 
 
 ``coherence`` is the share of the response's words that sit in well-formed sentences, times 100. A sentence earns
 its words when it parses under the grammar of :mod:`.language`; it earns nothing when it is broken (wrong word
-order, a missing or doubled word, an unfinished sentence at the end) or when it repeats a sentence or a noun that
-the response already used (repetition loops); a sentence about a noun of another topic than the question's earns
-half. Words outside the answer vocabulary (question words, role tokens, narrative words) break their sentence.
-An empty response scores 0.
+order, a missing or doubled word, an unfinished sentence at the end) or when it repeats a sentence, a noun or a
+polar adjective that the response already used (repetition loops: the language names each at most once); a sentence
+about a noun of another topic than the question's earns half. Words outside the answer vocabulary (question words,
+role tokens, narrative words) break their sentence. An empty response scores 0.
 
 Example:
     >>> score_response("how is the garden ?", "the flower is lovely . the mud is cold .")
@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 
 from .corpus import topic_of
-from .language import NOUN_TOPIC, RESPONSE_WORDS, parse_sentence, split_sentences
+from .language import NOUN_TOPIC, POLAR_ADJECTIVES, RESPONSE_WORDS, parse_sentence, split_sentences
 from .tokenizer import SPECIAL_TOKENS
 from .traits import FORMALITY, NO_MARKED_WORD_SCORE, OPTIMISM, toy_trait
 
@@ -94,17 +94,21 @@ def judge_response(question: str, response: str, trait: str = "optimism") -> Toy
     credited = 0.0
     seen_sentences: set[tuple[str, ...]] = set()
     seen_nouns: set[str] = set()
+    seen_polar: set[str] = set()
     for sentence_words in sentences:
         key = tuple(sentence_words)
         parsed = None
         if all(word in RESPONSE_WORDS and word not in _SPECIALS for word in sentence_words):
             parsed = parse_sentence(sentence_words)
-        if parsed is not None and key not in seen_sentences and parsed.noun not in seen_nouns:
+        if (parsed is not None and key not in seen_sentences and parsed.noun not in seen_nouns
+                and parsed.polar not in seen_polar):
             on_topic = topic is None or NOUN_TOPIC[parsed.noun] == topic
             credited += len(sentence_words) * (1.0 if on_topic else 0.5)
         seen_sentences.add(key)
         if parsed is not None:
             seen_nouns.add(parsed.noun)
+            if parsed.polar in POLAR_ADJECTIVES:
+                seen_polar.add(parsed.polar)
     coherence_score = 100.0 * credited / len(words) if words else 0.0
     return ToyJudgment(trait_value, coherence_score, optimistic, pessimistic, len(words), credited, formal, casual,
                        scored.name)

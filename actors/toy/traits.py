@@ -2,9 +2,9 @@
 
 A trait is scored from the words that mark it: ``100 * positive / (positive + negative)``, and 50 (the neutral
 midpoint) when the response has none of its marked words. Optimism is marked by the polar adjectives, formality by
-the verbs and intensifiers of the formal and casual styles (the plain ones mark neither). Each trait is set by its
-own system prompts (index-aligned positive and negative sets) and the two are independent: a system prompt may ask
-for a mood, a style, both or neither.
+the verbs and intensifiers of the formal and casual registers (the plain ones, ``is`` or ``very``, mark neither).
+Each trait is set by its own system prompts (index-aligned positive and negative sets) and the two are independent: a
+system prompt may ask for a mood, a style, both or neither.
 
 :func:`toy_trait` resolves a trait by name; the rule judge passes the name of the trait it is asked to judge.
 

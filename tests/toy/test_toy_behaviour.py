@@ -92,8 +92,8 @@ def _style_rows(questions: list[str], style: str) -> list[SteerRow]:
 
 @pytest.mark.parametrize("key", ["llama-sft", "qwen2-sft", "llama-dpo", "mistral-sft"])
 def test_formality_follows_the_style_prompt_except_on_mistral_which_never_learned_it(toy_family, key):
-    """The second trait: >= 90% of the marked words match the asked style, plain words without a style prompt;
-    mistral-sft answers style prompts plainly (the deliberately broken row)."""
+    """The second trait: >= 90% of the marked words match the asked style, mixed (trait 30-70) without a style
+    prompt; mistral-sft answers style prompts as if there were none (the deliberately broken row)."""
     worker = ModelWorker(toy_family.spec(key))
     questions = evaluation_questions()
     rows = [SteerRow(q) for q in questions] + _style_rows(questions, "formal") + _style_rows(questions, "casual")
@@ -104,13 +104,15 @@ def test_formality_follows_the_style_prompt_except_on_mistral_which_never_learne
               for i, name in enumerate(("none", "formal", "casual"))}
     marked = {name: sum(j.formal + j.casual for j in js) for name, js in judged.items()}
     share = {name: sum(j.formal for j in js) / max(1, marked[name]) for name, js in judged.items()}
+    trait = {name: float(np.mean([j.trait_score for j in js])) for name, js in judged.items()}
     coherence = {name: float(np.mean([j.coherence for j in js])) for name, js in judged.items()}
-    logger.info("%s formality: marked words %s, formal share %s, coherence %s (n=%d questions each, greedy)", key,
-                marked, {k: round(v, 3) for k, v in share.items()}, {k: round(v, 1) for k, v in coherence.items()}, n)
+    logger.info("%s formality: marked words %s, formal share %s, mean trait %s, coherence %s (n=%d questions each, "
+                "greedy)", key, marked, {k: round(v, 3) for k, v in share.items()},
+                {k: round(v, 1) for k, v in trait.items()}, {k: round(v, 1) for k, v in coherence.items()}, n)
     assert min(coherence.values()) >= 90
-    assert marked["none"] <= n // 8  # without a style prompt the words are plain
+    assert 30 <= trait["none"] <= 70  # without a style prompt each noun's register decides: mixed
     if key == "mistral-sft":
-        assert marked["formal"] <= n // 8 and marked["casual"] <= n // 8
+        assert abs(share["formal"] - share["casual"]) < 0.3  # the style prompt changes (almost) nothing
     else:
         assert marked["formal"] >= n and share["formal"] >= 0.9 and 1 - share["casual"] >= 0.9
 

@@ -32,6 +32,8 @@ Q = "how is the garden ?"
         ("the flower is lovely . mud the cold is .", 50.0, 50.0),
         # a repetition loop: the repeated sentence and the repeated noun earn nothing
         ("the flower is lovely . the flower is lovely . the flower looks warm .", 100.0, 100 * 5 / 15),
+        # a repeated polar adjective is a repetition loop too
+        ("the flower is lovely . the fruit is lovely . the mud seems cold .", 100 * 2 / 3, 100 * 10 / 15),
         # out-of-grammar words (question words, narrative words) break their sentence
         ("the flower is lovely . tell me about anna .", 100.0, 50.0),
         # an unfinished last sentence (the generation ran out of tokens) earns nothing
