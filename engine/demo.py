@@ -24,6 +24,7 @@ from steersweep.actors import CaptureRequest, ModelActor, ModelSpec, SteeringTer
 from steersweep.actors.arrow_io import read_parquet_dir, write_parquet_atomic
 from steersweep.actors.judges import JudgeCache, RuleJudge, TraitDefinition
 from steersweep.analysis import TraitVector, mean_diff
+from steersweep.search import perturbation_coefficient
 
 from .rundir import RunDir
 
@@ -127,7 +128,7 @@ def _sweep_model(ray, actor, model: str, vector: TraitVector, options: DemoOptio
     configs, rows = [], []
     for layer in vector.layers:
         for ratio in options.ratios:
-            coefficient = ratio * norms[layer] / vector_norms[layer]
+            coefficient = perturbation_coefficient(ratio, norms[layer], vector_norms[layer])
             terms = (SteeringTerm(TRAIT.name, layer, coefficient),) if ratio else ()
             for q, question in enumerate(questions):
                 configs.append({"model": model, "layer": layer, "perturbation_ratio": ratio,

@@ -15,10 +15,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from ..arrow_io import read_parquet_dir, write_parquet_atomic
+from ..paths import JUDGMENTS
 
 logger = logging.getLogger(__name__)
 
-JUDGMENTS_SUBDIR = Path("data") / "judgments"
+JUDGMENTS_SUBDIR = JUDGMENTS  # from RunPaths: the one home of the run-directory layout
 
 JUDGMENT_SCHEMA = pa.schema(
     [
