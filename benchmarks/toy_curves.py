@@ -35,8 +35,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 CHAT_MODELS = ("llama-sft", "llama-dpo", "qwen2-sft", "mistral-sft")
 TRAITS = ("optimism", "formality")
 CURVE_RATIOS = (0.0, 0.2, 0.3, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0)
-FEASIBLE_RATIOS = tuple(float(r) for r in np.geomspace(0.1, 4.0, 25))
-"""The log-ratio grid of the feasible fraction: 25 ratios from 0.1 to 4.0, evenly spaced in log (x1.166 a step)."""
+FEASIBLE_RATIOS = tuple(float(r) for r in np.geomspace(0.05, 2.0, 25))
+"""The log-ratio grid of the feasible fraction: the search space's default range (0.05-2.0), 25 ratios evenly
+spaced in log (x1.166 a step)."""
 POSITION = "response[:5]"
 TRAIT_MIN, COHERENCE_MIN = 85.0, 80.0
 
@@ -164,7 +165,7 @@ def run(home: Path | None, seeds: list[int], models: list[str], traits: list[str
                             for layer in layers)
                         print(f"seed {seed} {key:11s} {trait:9s} vector of {source:11s}: feasible "
                               f"{100 * fraction:4.1f}% of {len(points)} (layer, ratio) points "
-                              f"(ratios 0.1-4.0, 25 log-spaced; n=32 questions each); bands {bands}")
+                              f"(ratios 0.05-2.0, 25 log-spaced; n=32 questions each); bands {bands}")
     return results
 
 
