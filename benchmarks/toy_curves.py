@@ -4,7 +4,8 @@ For every chat model and both planted traits it extracts the mean-difference vec
 system prompt, residual stream, mean over the first 5 generated tokens, every layer), steers the 32 evaluation
 questions greedily at each (layer, ratio) and judges them with the rule judge. It prints:
 
-* the curves: mean trait score and mean coherence (0-100, n = 32 questions per point) per layer and ratio;
+* the curves: mean trait score, mean coherence and mean strict coherence (a repeated polar adjective counts as a
+  repetition loop too) (0-100, n = 32 questions per point) per layer and ratio;
 * the breakdown: the first ratio at which coherence falls below 50, per layer;
 * the feasible fraction: the share of a (layer, log-ratio) grid where trait >= 85 and coherence >= 80, with the
   model's own vector and, for llama-dpo, with llama-sft's vector (what the search benchmark steers with).
@@ -51,6 +52,8 @@ class CurvePoint:
     """Mean over the questions, 0-100."""
     coherence: float
     """Mean over the questions, 0-100."""
+    strict_coherence: float
+    """Mean coherence when a repeated polar adjective also counts as a repetition loop (``strict=True``)."""
     n: int
     """Questions judged."""
 
@@ -92,8 +95,9 @@ def sweep(worker, vectors: np.ndarray, trait: str, layers: tuple[int, ...], rati
     for i, (layer, ratio, coefficient) in enumerate(grid):
         chunk = texts[i * len(questions): (i + 1) * len(questions)]
         judged = [judge_response(q, t, trait) for q, t in zip(questions, chunk, strict=True)]
+        strict = [judge_response(q, t, trait, strict=True).coherence for q, t in zip(questions, chunk, strict=True)]
         points.append(CurvePoint(layer, ratio, coefficient, float(np.mean([j.trait_score for j in judged])),
-                                 float(np.mean([j.coherence for j in judged])), len(judged)))
+                                 float(np.mean([j.coherence for j in judged])), float(np.mean(strict)), len(judged)))
     return points
 
 
@@ -101,10 +105,10 @@ def feasible_fraction(points: list[CurvePoint]) -> float:
     return sum(p.feasible for p in points) / len(points)
 
 
-def breakdown_ratio(points: list[CurvePoint], layer: int, below: float = 50.0) -> float | None:
+def breakdown_ratio(points: list[CurvePoint], layer: int, below: float = 50.0, strict: bool = False) -> float | None:
     """The smallest swept ratio at ``layer`` whose mean coherence is below ``below`` (None: never)."""
-    return next((p.ratio for p in sorted(points, key=lambda p: p.ratio) if p.layer == layer and p.coherence < below),
-                None)
+    return next((p.ratio for p in sorted(points, key=lambda p: p.ratio) if p.layer == layer
+                 and (p.strict_coherence if strict else p.coherence) < below), None)
 
 
 def sweet_spot(points: list[CurvePoint], layer: int) -> list[float]:
@@ -113,13 +117,15 @@ def sweet_spot(points: list[CurvePoint], layer: int) -> list[float]:
 
 
 def curve_table(points: list[CurvePoint]) -> str:
+    """Per ratio and layer: mean trait / coherence / strict coherence."""
     layers = sorted({p.layer for p in points})
     ratios = sorted({p.ratio for p in points})
     by = {(p.layer, p.ratio): p for p in points}
-    lines = ["ratio  " + " ".join(f"{'L' + str(layer) + ' trait/coh':>15s}" for layer in layers)]
+    lines = ["ratio  " + " ".join(f"{'L' + str(layer) + ' trait/coh/strict':>20s}" for layer in layers)]
     for ratio in ratios:
-        cells = [f"{by[layer, ratio].trait_score:6.1f}/{by[layer, ratio].coherence:5.1f}   " for layer in layers]
-        lines.append(f"{ratio:5.2f}  " + " ".join(f"{c:>15s}" for c in cells))
+        cells = [f"{by[layer, ratio].trait_score:5.1f}/{by[layer, ratio].coherence:5.1f}/"
+                 f"{by[layer, ratio].strict_coherence:5.1f}" for layer in layers]
+        lines.append(f"{ratio:5.2f}  " + " ".join(f"{c:>20s}" for c in cells))
     return "\n".join(lines)
 
 
@@ -148,8 +154,10 @@ def run(home: Path | None, seeds: list[int], models: list[str], traits: list[str
                     print(f"\n== seed {seed}, {key}, {trait}, own vector: mean trait / coherence (0-100, n=32 "
                           f"questions, greedy, {max_new_tokens} new tokens) ==")
                     print(curve_table(points))
-                    print("breakdown (coherence < 50) at ratio: " + ", ".join(
-                        f"L{layer} {_fmt(breakdown_ratio(points, layer))}" for layer in layers))
+                    plain = ", ".join(f"L{layer} {_fmt(breakdown_ratio(points, layer))}" for layer in layers)
+                    strict = ", ".join(f"L{layer} {_fmt(breakdown_ratio(points, layer, strict=True))}"
+                                       for layer in layers)
+                    print(f"breakdown (coherence < 50) at ratio: {plain}; strict coherence: {strict}")
                     print("feasible ratios (trait >= 85, coherence >= 80): " + "; ".join(
                         f"L{layer} {sweet_spot(points, layer) or '-'}" for layer in layers))
                 if feasible:

@@ -7,8 +7,9 @@ neutral midpoint, as a judge asked "how optimistic is this?" would answer for a 
 
 ``coherence`` is the share of the response's words that sit in well-formed sentences, times 100. A sentence earns
 its words when it parses under the grammar of :mod:`.language`; it earns nothing when it is broken (wrong word
-order, a missing or doubled word, an unfinished sentence at the end) or when it repeats a sentence, a noun or a
-polar adjective that the response already used (repetition loops: the language names each at most once); a sentence
+order, a missing or doubled word, an unfinished sentence at the end) or when it repeats a sentence or a noun that
+the response already used (repetition loops; with ``strict=True`` also a polar adjective, which the language names
+at most once too, though the family's models do not always keep to it unsteered); a sentence
 about a noun of another topic than the question's earns half. Words outside the answer vocabulary (question words,
 role tokens, narrative words) break their sentence. An empty response scores 0.
 
@@ -82,8 +83,9 @@ def coherence(question: str, response: str) -> float:
     return judge_response(question, response).coherence
 
 
-def judge_response(question: str, response: str, trait: str = "optimism") -> ToyJudgment:
-    """Judge one response to ``question`` for ``trait``; see the module docstring for the two scores."""
+def judge_response(question: str, response: str, trait: str = "optimism", strict: bool = False) -> ToyJudgment:
+    """Judge one response to ``question`` for ``trait``; see the module docstring for the two scores (``strict``:
+    a repeated polar adjective breaks its sentence too)."""
     scored = toy_trait(trait)
     words = _words(response)
     _, optimistic, pessimistic = OPTIMISM.score(words)
@@ -107,7 +109,7 @@ def judge_response(question: str, response: str, trait: str = "optimism") -> Toy
         seen_sentences.add(key)
         if parsed is not None:
             seen_nouns.add(parsed.noun)
-            if parsed.polar in POLAR_ADJECTIVES:
+            if strict and parsed.polar in POLAR_ADJECTIVES:
                 seen_polar.add(parsed.polar)
     coherence_score = 100.0 * credited / len(words) if words else 0.0
     return ToyJudgment(trait_value, coherence_score, optimistic, pessimistic, len(words), credited, formal, casual,

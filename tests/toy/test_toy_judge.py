@@ -32,8 +32,6 @@ Q = "how is the garden ?"
         ("the flower is lovely . mud the cold is .", 50.0, 50.0),
         # a repetition loop: the repeated sentence and the repeated noun earn nothing
         ("the flower is lovely . the flower is lovely . the flower looks warm .", 100.0, 100 * 5 / 15),
-        # a repeated polar adjective is a repetition loop too
-        ("the flower is lovely . the fruit is lovely . the mud seems cold .", 100 * 2 / 3, 100 * 10 / 15),
         # out-of-grammar words (question words, narrative words) break their sentence
         ("the flower is lovely . tell me about anna .", 100.0, 50.0),
         # an unfinished last sentence (the generation ran out of tokens) earns nothing
@@ -46,6 +44,12 @@ Q = "how is the garden ?"
 )
 def test_scores_match_a_hand_count(response, trait, coherence):
     assert score_response(Q, response) == pytest.approx((trait, coherence))
+
+
+def test_strict_coherence_also_counts_a_repeated_polar_adjective_as_a_repetition_loop():
+    text = "the flower is lovely . the fruit is lovely . the mud seems cold ."
+    assert judge_response(Q, text).coherence == 100.0
+    assert judge_response(Q, text, strict=True).coherence == pytest.approx(100 * 10 / 15)
 
 
 def test_end_of_turn_ends_the_answer_and_special_tokens_are_split_off():
