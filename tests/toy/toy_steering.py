@@ -33,6 +33,8 @@ class SweepPoint:
     """Mean over the evaluation questions, 0-100."""
     coherence: float
     """Mean over the evaluation questions, 0-100."""
+    strict_coherence: float
+    """Mean coherence when a repeated polar adjective counts as a repetition loop too."""
     n: int
 
 
@@ -52,9 +54,11 @@ def ratio_sweep(worker: ModelWorker, vectors: np.ndarray, layer: int, ratios: li
     texts = worker.steer(SteerRequest(rows=rows, max_new_tokens=max_new_tokens)).texts
     points = []
     for i, (ratio, coefficient) in enumerate(zip(ratios, coefficients, strict=True)):
-        judged = [judge_response(q, t, trait) for q, t in zip(questions, texts[i * len(questions):], strict=False)]
+        pairs = list(zip(questions, texts[i * len(questions):], strict=False))
+        judged = [judge_response(q, t, trait) for q, t in pairs]
+        strict = [judge_response(q, t, trait, strict=True).coherence for q, t in pairs]
         points.append(SweepPoint(ratio, coefficient, float(np.mean([j.trait_score for j in judged])),
-                                 float(np.mean([j.coherence for j in judged])), len(judged)))
+                                 float(np.mean([j.coherence for j in judged])), float(np.mean(strict)), len(judged)))
     return points
 
 
@@ -65,4 +69,4 @@ def first_ratio_reaching(points: list[SweepPoint], trait: float) -> float | None
 
 def table(points: list[SweepPoint]) -> str:
     return "\n".join(f"  ratio {p.perturbation_ratio:4.2f}  coef {p.coefficient:6.2f}  trait {p.trait_score:5.1f}  "
-                     f"coherence {p.coherence:5.1f}  (n={p.n})" for p in points)
+                     f"coherence {p.coherence:5.1f}  strict {p.strict_coherence:5.1f}  (n={p.n})" for p in points)
