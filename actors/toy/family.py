@@ -23,7 +23,7 @@ complete, so a crash never leaves half a family, and a family whose manifest doe
 scale) is rebuilt.
 
 Example:
-    >>> family = ensure_family()  # first use: about 70 s on 2 idle cores, then reused  # doctest: +SKIP
+    >>> family = ensure_family()  # first use: ~1.5 min on 2 idle cores (v4: ~80 s CPU a worker)  # doctest: +SKIP
     >>> family.path("llama-sft")  # doctest: +SKIP
     PosixPath('/home/me/.cache/steersweep/toy/family-seed0/llama-sft')
 """
