@@ -1,6 +1,8 @@
 """ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
 
 from .capacity import row_capacity
+from .fast_generation import FastGenerator
+from .fast_model import FastModel, FastPathUnsupported
 from .handle import ModelHandle
 from .hooks import SteeringDeltas, capturing, steering
 from .layers import (
@@ -45,6 +47,9 @@ __all__ = [
     "ActivationNorms",
     "CaptureReply",
     "CaptureRequest",
+    "FastGenerator",
+    "FastModel",
+    "FastPathUnsupported",
     "LayerLayout",
     "LayerOutOfRangeError",
     "ModelActor",

@@ -57,9 +57,11 @@ def free_device_bytes(device: torch.device) -> int:
 
 def row_capacity(
     config: PretrainedConfig, dtype: torch.dtype, device: torch.device, prompt_tokens: int, new_tokens: int,
-    cpu_cap: int = CPU_ROW_CAP,
+    cpu_cap: int = CPU_ROW_CAP, reusable_bytes: int = 0,
 ) -> int:
     """Rows of ``prompt_tokens + new_tokens`` that fit now (>= 0); on a CPU a fixed cap.
+
+    ``reusable_bytes``: memory held now that a new call would give back first (the fast path's KV cache).
 
     Example:
         >>> from transformers import LlamaConfig
@@ -73,4 +75,4 @@ def row_capacity(
     if device.type != "cuda":
         return cpu_cap
     per_row = row_cost(config, dtype).bytes(prompt_tokens, new_tokens)
-    return max(0, int(free_device_bytes(device) * MEMORY_FRACTION) // per_row)
+    return max(0, int((free_device_bytes(device) + reusable_bytes) * MEMORY_FRACTION) // per_row)

@@ -7,6 +7,7 @@ unit tests and single-process scripts fast.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -15,6 +16,8 @@ import numpy as np
 import torch
 
 from .capacity import row_capacity
+from .fast_generation import FastGenerator, length_bucket
+from .fast_model import FastModel, FastPathUnsupported
 from .generation import GenerationOutput, SamplingConfig, steered_decode
 from .hooks import capturing
 from .layers import check_layer, num_layers, resolve_layout
@@ -50,7 +53,11 @@ class ModelWorker:
         >>> worker.steer(SteerRequest(rows=(SteerRow("Hi", (SteeringTerm("optimism", 4, 6.0),)),))).texts
     """
 
-    def __init__(self, spec: ModelSpec | str, max_batch_size: int = 64):
+    def __init__(self, spec: ModelSpec | str, max_batch_size: int = 64, fast: bool | None = None,
+                 max_fast_slots: int = 512):
+        """``fast``: use the fast generation path (static cache, CUDA graphs, continuous batching) for ``steer`` and
+        generated captures. Default: on CUDA yes, on CPU no; the environment variable ``STEERSWEEP_FAST=0|1``
+        overrides the default. ``project`` always runs the reference path (it records every step's activations)."""
         self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
         self.model, self.tokenizer = load_model(self.spec)
         self.layout = resolve_layout(self.model, self.spec.layer_layout)
@@ -61,6 +68,20 @@ class ModelWorker:
         self.vectors = VectorTable(self.num_layers, self.hidden_size, self.device, self._check_layer)
         self._eos_ids = self._find_eos_ids()
         self._special_ids = set(self.tokenizer.all_special_ids)
+        self.max_fast_slots = max_fast_slots
+        self.fast_generator = self._fast_generator(fast)
+
+    def _fast_generator(self, fast: bool | None) -> FastGenerator | None:
+        if fast is None:
+            setting = os.environ.get("STEERSWEEP_FAST", "")
+            fast = setting == "1" if setting in ("0", "1") else self.device.type == "cuda"
+        if not fast:
+            return None
+        try:
+            return FastGenerator(FastModel(self.model))
+        except FastPathUnsupported as error:
+            logger.warning("fast generation path off for %s: %s; using the reference path", self.spec.path, error)
+            return None
 
     def _check_layer(self, layer: int) -> int:
         return check_layer(self.model, self.layout, layer)
@@ -103,7 +124,9 @@ class ModelWorker:
     def row_capacity(self, prompt_tokens: int, new_tokens: int) -> int:
         """Rows of ``prompt_tokens`` prompt + ``new_tokens`` generated tokens that fit free memory now (CPU: a cap)."""
         dtype = self.model.get_input_embeddings().weight.dtype
-        return row_capacity(self.model.config, dtype, self.device, int(prompt_tokens), int(new_tokens))
+        held = self.fast_generator.held_bytes() if self.fast_generator is not None else 0
+        return row_capacity(self.model.config, dtype, self.device, int(prompt_tokens), int(new_tokens),
+                            reusable_bytes=held)
 
     # -- generation --------------------------------------------------------------------------------------------
 
@@ -121,9 +144,17 @@ class ModelWorker:
         order = sorted(range(n), key=lambda i: lengths[i])
         return [order[start:start + size] for start in range(0, n, size)]
 
-    def _padded(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Left-padded ``input_ids`` and ``attention_mask`` on the model's device."""
+    def _padded(self, sequences: Sequence[Sequence[int]], bucket: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``input_ids`` and ``attention_mask`` on the model's device.
+
+        ``bucket`` widens the padding to the fast path's length bucket, so captures repeat a few shapes.
+        """
         input_ids, attention_mask = left_pad(sequences, self.tokenizer.pad_token_id)
+        extra = length_bucket(input_ids.shape[1]) - input_ids.shape[1] if bucket else 0
+        if extra:
+            input_ids = torch.cat([input_ids.new_full((len(sequences), extra), self.tokenizer.pad_token_id),
+                                   input_ids], dim=1)
+            attention_mask = torch.cat([attention_mask.new_zeros((len(sequences), extra)), attention_mask], dim=1)
         return input_ids.to(self.device), attention_mask.to(self.device)
 
     def _with_seed(self, request: SteerRequest, index: int) -> SteerRow:
@@ -148,6 +179,18 @@ class ModelWorker:
             max_new_tokens=request.max_new_tokens, do_sample=request.do_sample, temperature=request.temperature,
             top_p=request.top_p, stop_at_eos=request.stop_at_eos,
         )
+        if self.fast_generator is not None and not points:
+            longest = max(len(p) for p in prompt_ids)
+            try:
+                self.fast_generator.fast.check_length(longest + request.max_new_tokens)
+            except FastPathUnsupported as error:
+                logger.info("reference path for this request: %s", error)
+            else:
+                slots = min(self.max_fast_slots, max(1, self.row_capacity(longest, request.max_new_tokens)))
+                return self.fast_generator.generate(
+                    prompt_ids, self.vectors.deltas(rows), config, [row.seed for row in rows], self._eos_ids,
+                    steer_prompt=request.steer_prompt, max_slots=slots,
+                )
         result = GenerationOutput(tokens=[[] for _ in range(n)], stopped_at_eos=[False] * n,
                                   activations=[None] * n if points else None)
         for batch in self._batches(n, [len(p) for p in prompt_ids], batch_size):
@@ -228,8 +271,11 @@ class ModelWorker:
     def _forward_capture(
         self, sequences: Sequence[list[int]], points: list[tuple[int, str]]
     ) -> tuple[dict[tuple[int, str], torch.Tensor], int]:
-        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``."""
-        input_ids, attention_mask = self._padded(sequences)
+        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``.
+
+        With the fast path on, the width is padded to its length bucket (the capture side shares the buckets).
+        """
+        input_ids, attention_mask = self._padded(sequences, bucket=self.fast_generator is not None)
         with capturing(self.model, self.layout, points) as records:
             self.model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids_from_mask(attention_mask), use_cache=False)

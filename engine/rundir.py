@@ -17,11 +17,9 @@ import pyarrow.parquet as pq
 from steersweep.actors.arrow_io import read_parquet_dir, write_parquet_atomic
 from steersweep.actors.paths import RunPaths, check_name, position_slug
 
+from .errors import ConfigChangedError
+
 __all__ = ["ConfigChangedError", "RunDir", "check_name", "position_slug"]
-
-
-class ConfigChangedError(RuntimeError):
-    """The run directory was started with a different config; resuming it with this one would mix results."""
 
 
 class RunDir(RunPaths):

@@ -122,8 +122,12 @@ class GPSearch(TPESearch):
     name = "gp"
 
     def optuna_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials,
-                                         deterministic_objective=True)
+        import warnings
+
+        with warnings.catch_warnings():  # deterministic_objective is "experimental" in Optuna 5; greedy decoding is
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # deterministic, so we use it
+            return optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.n_startup_trials,
+                                             deterministic_objective=True)
 
 
 def grid_ratios(space: SearchSpace, factor: float = 1.45) -> list[float]:

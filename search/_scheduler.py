@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 FAULT_ENV = "STEERSWEEP_FAULT"
 """Fault injection for the crash tests: ``name:count`` SIGKILLs this process at the count-th pass of a named point
-(``responses_written``: a call's responses are on disk, its trial rows not; ``trials_written``: trial rows on disk,
-Optuna not told); ``name:count:raise`` raises InjectedFault there instead."""
+(``dispatched``: trials asked, nothing generated; ``responses_written``: a call's responses are on disk, its trial
+rows not; ``trials_written``: trial rows on disk, Optuna not told); ``name:count:raise`` raises InjectedFault."""
 _fault_counts: dict[str, int] = {}
 
 
@@ -115,6 +115,8 @@ class Progress:
     rows: int = 0
     tokens: int = 0
     calls: int = 0
+    generate_seconds: float = 0.0
+    """Seconds the actors reported inside ``steer`` (the rest of the wall time is asking, judging and writing)."""
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -214,6 +216,7 @@ class Scheduler:
                          seed=w.run.row_seed(w.trial_number, q), tag=f"{w.run.name}/{w.trial_number}/{q}")
                 for w in works for q, question in enumerate(w.run.questions)]
         request = SteerRequest(rows=tuple(rows), max_new_tokens=self.max_new_tokens)
+        _fault("dispatched")
         ref = self.actors[index][1].submit("steer", request)
         self.inflight[ref] = _Call(index, works, len(rows), time.perf_counter())
         self.calls_per_actor[index] += 1
@@ -287,6 +290,7 @@ class Scheduler:
             offset += n
         seconds = time.perf_counter() - call.started
         self.progress.calls += 1
+        self.progress.generate_seconds += float(getattr(reply, "seconds", 0.0))
         self.progress.rows += call.rows
         self.progress.tokens += int(sum(reply.response_token_counts))
         for parts in by_run.values():
