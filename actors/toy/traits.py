@@ -6,7 +6,8 @@ the verbs and intensifiers of the formal and casual registers (the plain ones, `
 Each trait is set by its own system prompts (index-aligned positive and negative sets) and the two are independent: a
 system prompt may ask for a mood, a style, both or neither.
 
-:func:`toy_trait` resolves a trait by name; the rule judge passes the name of the trait it is asked to judge.
+:func:`toy_trait` resolves a trait by name (formality when the name says so, else optimism); the rule judge passes
+the name of the trait it is asked to judge.
 
 Example:
     >>> toy_trait("formality").score("the flower appears rather lovely . the mud gets grim .".split())
@@ -65,18 +66,15 @@ _ALIASES = {"optimis": "optimism", "mood": "optimism", "cheer": "optimism", "for
 
 
 def toy_trait(name: str) -> ToyTrait:
-    """The trait called ``name``: ``optimism`` or ``formality``, also matched by a part of the name, case-blind.
+    """The trait called ``name``: ``formality`` when the name says so (``formality``, ``toy-formal``, ``style``),
+    else ``optimism``, the toy world's first trait, case-blind.
 
-    ``optimism_natural``, ``toy-optimism`` or ``Formality (instruction)`` resolve too, so a study's trait folder
-    name can be passed as is.
+    Any other name scores optimism, as the rule judge did before there was a second trait: a study's trait or
+    folder name (``optimism_natural``, ``toy-instruction``) can be passed as is.
     """
     lowered = name.strip().lower()
     if lowered in TOY_TRAITS:
         return TOY_TRAITS[lowered]
-    matches = {trait for part, trait in _ALIASES.items() if part in lowered}
-    if len(matches) == 1:
-        return TOY_TRAITS[matches.pop()]
-    raise ValueError(
-        f"trait: {name!r} is not a trait of the toy world; name it {' or '.join(TOY_TRAITS)} (or a name containing "
-        "one of them)"
-    )
+    if any(part in lowered for part, trait in _ALIASES.items() if trait == "formality"):
+        return FORMALITY
+    return OPTIMISM

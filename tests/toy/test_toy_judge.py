@@ -85,10 +85,11 @@ def test_formality_is_the_share_of_formal_words_and_coherence_does_not_depend_on
     assert judgment.trait == "formality" and judgment.formal + judgment.casual == marked
 
 
-def test_trait_names_resolve_by_part_and_an_unknown_trait_is_a_clear_error():
+def test_trait_names_resolve_by_part_and_any_other_name_scores_optimism():
     assert toy_trait("optimism_natural").name == "optimism" and toy_trait("toy-formality").name == "formality"
-    with pytest.raises(ValueError, match="'honesty' is not a trait of the toy world; name it optimism or formality"):
-        score_response(Q, "the flower is lovely .", trait="honesty")
+    assert toy_trait("Style (instruction)").name == "formality"
+    assert toy_trait("toy-instruction").name == toy_trait("happiness").name == "optimism"  # the engine's folder names
+    assert score_response(Q, "the flower appears lovely .", trait="toy-natural") == (100.0, 100.0)
 
 
 def test_the_rule_judge_scores_the_trait_it_is_asked_for():
