@@ -96,3 +96,11 @@ def small_family(tmp_path_factory):
     family = build_family(tmp_path_factory.mktemp("toy_home"), seed=0, scale=SMALL_TOY_SCALE, workers=2,
                           progress=events.append)
     return family, events
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path, parent):
+    """``--doctest-modules`` (pyproject) is meant for the package folders; under tests/ it would import every
+    conftest.py a second time under the one name ``conftest`` and fail, and test files carry no examples."""
+    collectors = yield
+    return [c for c in collectors if type(c).__name__ != "DoctestModule"]
