@@ -8,7 +8,8 @@
 #
 # The package is the repository root under the name `steersweep`, which mutmut cannot map from file paths, so the
 # code is staged as build/mutation/steersweep/{actors,analysis,...} next to tests/ and pyproject.toml, and mutmut
-# runs there. Listed test files that do not exist at MUTATION_TESTS_REF are dropped from the selection.
+# runs there. Listed test files that do not exist at MUTATION_TESTS_REF are dropped from the selection; that ref's
+# tests/conftest.py is replaced by this tree's (test infrastructure only: doctest collection, thread count).
 set -euo pipefail
 root=$(git -C "$(dirname "$0")" rev-parse --show-toplevel)
 stage=${MUTATION_STAGE:-$root/build/mutation}
@@ -27,6 +28,8 @@ done
 cp "$root/pyproject.toml" "$stage/"
 if [[ -n "${MUTATION_TESTS_REF:-}" ]]; then
     git -C "$root" archive "$MUTATION_TESTS_REF" tests | tar -x -C "$stage"
+    # this tree's root conftest: it keeps --doctest-modules (pyproject addopts) off tests/ and sets one torch thread
+    cp "$root/tests/conftest.py" "$stage/tests/conftest.py"
 else
     cp -r "$root/tests" "$stage/"
 fi
