@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -66,3 +68,30 @@ def test_read_parquet_dir_concatenates_finished_files_and_skips_temp_files(tmp_p
     assert table.column("b").to_pylist() == [None, None, "x"]
     single = read_parquet_dir(tmp_path / "nested", schema=pa.schema([("a", pa.int64()), ("b", pa.string())]))
     assert single.to_pylist() == [{"a": 3, "b": "x"}]
+
+
+def test_the_temporary_file_is_hidden_next_to_the_target_and_creates_missing_folders(tmp_path, monkeypatch):
+    """Readers skip dot files and only read *.parquet, so the half-written file must be a dot file not ending in
+    .parquet, in the target's folder (a rename across file systems would not be atomic)."""
+    real_write_table = pq.write_table
+    seen = []
+
+    def recording_write_table(table, where, **kwargs):
+        seen.append(Path(where))
+        assert read_parquet_dir(target.parent) is None, "a reader must not see the file being written"
+        return real_write_table(table, where, **kwargs)
+
+    target = tmp_path / "a" / "b" / "c.parquet"
+    monkeypatch.setattr(pq, "write_table", recording_write_table)
+    write_parquet_atomic(pa.table({"a": [1]}), target)
+    (temp,) = seen
+    assert temp.parent == target.parent
+    assert temp.name.startswith(".c.parquet.") and temp.name.endswith(".tmp")
+    assert not temp.exists() and pq.read_table(target).to_pylist() == [{"a": 1}]
+
+
+def test_read_parquet_dir_applies_the_given_schema_to_every_file(tmp_path):
+    write_parquet_atomic(pa.table({"a": [1, 2]}), tmp_path / "a.parquet")
+    schema = pa.schema([("a", pa.int32()), ("b", pa.string())])
+    table = read_parquet_dir(tmp_path, schema=schema)
+    assert table.schema == schema and table.to_pylist() == [{"a": 1, "b": None}, {"a": 2, "b": None}]

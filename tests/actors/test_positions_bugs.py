@@ -6,7 +6,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from steersweep.actors import Position, PositionSyntaxError
+from steersweep.actors import Position, PositionSyntaxError, parse_positions
 
 SEGMENTS = ("prompt", "response", "all")
 lengths = st.integers(min_value=0, max_value=12)
@@ -63,3 +63,26 @@ def test_spacing_does_not_change_the_meaning(segment, start, stop):
 def test_malformed_positions_name_the_syntax(text):
     with pytest.raises(PositionSyntaxError, match="SEGMENT"):
         Position.parse(text)
+
+
+def test_syntax_errors_list_the_segments_and_examples():
+    with pytest.raises(PositionSyntaxError) as error:
+        Position.parse("tokens[0]")
+    assert str(error.value) == (
+        "position 'tokens[0]' is not valid; write SEGMENT[INDEX] or SEGMENT[START:STOP] with SEGMENT one of "
+        "prompt, response, all, e.g. 'response[:5]', 'prompt[-1]', 'all[:]'"
+    )
+    with pytest.raises(PositionSyntaxError) as error:
+        Position.parse("prompt[]")
+    assert str(error.value) == (
+        "position 'prompt[]': write SEGMENT[INDEX] with a number, or SEGMENT[START:STOP], e.g. 'prompt[-1]'"
+    )
+
+
+def test_parse_keeps_the_text_and_the_parts():
+    assert Position.parse(" response[-3:] ") == Position(" response[-3:] ", "response", -3, None, True)
+    assert Position.parse("prompt[2]") == Position("prompt[2]", "prompt", 2, None, False)
+    assert Position.parse("all[:4]") == Position("all[:4]", "all", None, 4, True)
+    assert [p.text for p in parse_positions(["prompt[-1]", "all[:]"])] == ["prompt[-1]", "all[:]"]
+    with pytest.raises(PositionSyntaxError, match="'bad'"):
+        parse_positions(["prompt[-1]", "bad"])

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from steersweep.actors import SteeringTerm, SteerRequest, SteerRow, component_module, encode_prompt
+from steersweep.actors import (
+    SteeringDeltas,
+    SteeringTerm,
+    SteerRequest,
+    SteerRow,
+    component_module,
+    encode_prompt,
+    steering,
+)
 
 PROMPTS = ("the cat is happy", "a dog runs here today and then it sleeps", "we", "blue river song")
 STEPS = 8
@@ -116,3 +124,31 @@ def test_response_only_steering_steers_every_generated_position(workers, archite
     assert skipping_first != expected
     # The first token is read at the last prompt position, which response-only steering leaves alone.
     assert [t[0] for t in reply.token_ids] == [t[0] for t in plain.token_ids]
+
+
+def test_steering_mask_counts_positions_from_the_offset_per_row():
+    plan = SteeringDeltas({}, active_from=torch.tensor([2, 0, 5]))
+    assert plan.offset == 0 and SteeringDeltas({}).mask(4, torch.device("cpu")) is None
+    expected = torch.tensor([[False, False, True, True], [True] * 4, [False] * 4])[:, :, None]
+    assert torch.equal(plan.mask(4, torch.device("cpu")), expected)
+    plan.offset = 4  # one generated token at absolute position 4
+    assert torch.equal(plan.mask(1, torch.device("cpu")), torch.tensor([[[True]], [[True]], [[False]]]))
+
+
+def test_hook_steers_each_row_from_its_own_first_position(workers):
+    worker = workers["qwen2"]
+    model, layout, layer = worker.model, worker.layout, 2
+    ids = torch.tensor([encode_prompt(worker.tokenizer, PROMPTS[1])] * 2)
+    deltas = torch.from_numpy(_vectors(worker, 31)[:2]) * 4.0  # one delta per row
+    active_from = torch.tensor([3, 7])
+    with torch.no_grad():
+        with steering(model, layout, SteeringDeltas({(layer, "residual"): deltas}, active_from=active_from)):
+            hooked = model(ids).logits
+        positions = torch.arange(ids.shape[1])
+        mask = (positions[None, :] >= active_from[:, None]).float()[:, :, None]
+        with patched_forward(component_module(model, layout, layer, "residual"),
+                             lambda hidden: deltas[:, None, :] * mask):
+            reference = model(ids).logits
+        plain = model(ids).logits
+    torch.testing.assert_close(hooked, reference, rtol=1e-5, atol=1e-5)
+    assert torch.equal(hooked[0, :3], plain[0, :3]) and not torch.allclose(hooked[0, 3:], plain[0, 3:], atol=1e-3)

@@ -48,6 +48,11 @@ def test_score_tokens(token, value):
     assert parse_score_token(token) == value
 
 
+def test_non_number_tokens_are_skipped_wherever_they_come():
+    assert aggregate_logprob_score({"The": math.log(0.5), "40": math.log(0.25), "I": math.log(0.1),
+                                    "80": math.log(0.15)}) == pytest.approx((0.25 * 40 + 0.15 * 80) / 0.4)
+
+
 def test_tokens_spelling_the_same_integer_add_up():
     score = aggregate_logprob_score({"7": math.log(0.25), " 7": math.log(0.25), "100": math.log(0.5)})
     assert score == pytest.approx((0.5 * 7 + 0.5 * 100) / 1.0)
