@@ -40,17 +40,18 @@ def _natural(key: str) -> tuple[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", type=Path, help="the folder benchmarks/mutation.sh staged (holds mutants/)")
-    parser.add_argument("prefix", help="mutant-name prefixes, comma-separated, e.g. steersweep.actors.positions.")
+    parser.add_argument("prefix", help="mutant-name prefixes, comma-separated, e.g. steersweep.actors.positions.; "
+                        "a trailing $ makes one an exact name")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER,
                         help="test files and pytest options (this script's own options go before STAGE)")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds per mutant before it counts as timeout")
     parser.add_argument("--json", type=Path, help="write {mutant: status} here")
     args = parser.parse_args()
     mutants = (args.stage / "mutants").resolve()
-    prefixes = tuple(args.prefix.split(","))
-    keys = sorted((key for meta in mutants.rglob("*.meta")
-                   for key in json.loads(meta.read_text())["exit_code_by_key"] if key.startswith(prefixes)),
-                  key=_natural)
+    prefixes = tuple(p for p in args.prefix.split(",") if not p.endswith("$"))
+    exact = {p[:-1] for p in args.prefix.split(",") if p.endswith("$")}
+    keys = sorted((key for meta in mutants.rglob("*.meta") for key in json.loads(meta.read_text())["exit_code_by_key"]
+                   if key in exact or (prefixes and key.startswith(prefixes))), key=_natural)
     os.chdir(mutants)
     sys.path.insert(0, str(mutants))
     import pytest
