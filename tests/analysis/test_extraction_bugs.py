@@ -126,3 +126,17 @@ def test_activation_set_refuses_wrong_layers_norms_and_polarity():
     with pytest.raises(ValueError, match=r"polarity: unknown values \['pos'\]"):
         _activation_set(polarity=np.array(["positive", "pos", "negative"]))
     assert _activation_set().is_positive.tolist() == [True, False, True]
+
+
+def test_a_negated_raw_solution_is_flipped_flagged_and_logged(caplog):
+    from steersweep.analysis.extraction import _finish
+
+    pairs = [(POSITIVE, NEGATIVE), (POSITIVE, NEGATIVE)]
+    raw = [np.array([3.0, -2.0, 0.0]), np.array([-3.0, 2.0, 0.0])]
+    with caplog.at_level("INFO", logger="steersweep.analysis.extraction"):
+        result = _finish("some_method", pairs, raw, {"note": 1})
+    np.testing.assert_array_equal(result.vectors, np.array([[3.0, -2.0, 0.0]] * 2, dtype=np.float32))
+    assert result.polarity_flipped.dtype == bool and result.polarity_flipped.tolist() == [False, True]
+    assert result.method == "some_method" and result.details == {"note": 1}
+    assert [r.getMessage() for r in caplog.records] == ["some_method: polarity flipped at layer indices [1]"]
+    assert _finish("m", pairs[:1], raw[:1]).details == {}
