@@ -140,3 +140,12 @@ def test_a_negated_raw_solution_is_flipped_flagged_and_logged(caplog):
     assert result.method == "some_method" and result.details == {"note": 1}
     assert [r.getMessage() for r in caplog.records] == ["some_method: polarity flipped at layer indices [1]"]
     assert _finish("m", pairs[:1], raw[:1]).details == {}
+
+
+def test_unknown_method_lists_the_known_ones():
+    from steersweep.analysis.extraction import get_method
+
+    assert get_method("mean_diff") is mean_diff
+    expected = r"^method: unknown extraction method 'ica'; use one of mean_diff, probe, gradient$"
+    with pytest.raises(ValueError, match=expected):
+        get_method("ica")
