@@ -49,8 +49,7 @@ class Judge(ABC):
 
     Example:
         >>> judge = RuleJudge(lambda question, response: (90.0, 75.0))  # doctest: +SKIP
-        >>> judge.judge(  # doctest: +SKIP
-        ...     [("How is the day?", "A bright happy day!")], TraitDefinition("optimism", "...")).judgments
+        >>> judge.judge([("How is the day?", "A bright happy day!")], TraitDefinition("optimism", "...")).judgments
         (Judgment(trait_score=90.0, coherence=75.0, ...),)  # doctest: +SKIP
     """
 

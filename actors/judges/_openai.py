@@ -137,8 +137,7 @@ class OpenAIJudge(Judge):
 
     Example:
         >>> judge = OpenAIJudge("gpt-4.1-mini", cache=JudgeCache.for_run_dir("runs/r1"))  # doctest: +SKIP
-        >>> judge.judge(  # doctest: +SKIP
-        ...     [("How was your day?", "Wonderful!")], TraitDefinition("optimism", "...")).judgments
+        >>> judge.judge([("How was your day?", "Wonderful!")], TraitDefinition("optimism", "...")).judgments
         (Judgment(trait_score=87.4, coherence=91.2, ...),)  # doctest: +SKIP
 
     Args:
