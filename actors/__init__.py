@@ -1,5 +1,9 @@
 """ModelActor (one loaded model as a Ray actor), hooks, positions, generation and judges."""
 
+from .capacity import row_capacity
+from .fast_generation import FastGenerator
+from .fast_model import FastModel, FastPathUnsupported
+from .handle import ModelHandle
 from .hooks import SteeringDeltas, capturing, steering
 from .layers import (
     KNOWN_LAYOUTS,
@@ -29,9 +33,11 @@ from .messages import (
     SteerRow,
 )
 from .model_actor import ModelActor
-from .model_worker import ModelWorker, VectorError
+from .model_worker import ModelWorker
+from .paths import RunPaths
 from .positions import Position, PositionSyntaxError, parse_positions
 from .prompts import PromptError, encode_prompt, encode_response
+from .vectors import VectorError, VectorTable
 
 __all__ = [
     "COMPONENTS",
@@ -41,9 +47,13 @@ __all__ = [
     "ActivationNorms",
     "CaptureReply",
     "CaptureRequest",
+    "FastGenerator",
+    "FastModel",
+    "FastPathUnsupported",
     "LayerLayout",
     "LayerOutOfRangeError",
     "ModelActor",
+    "ModelHandle",
     "ModelInfo",
     "ModelLoadError",
     "ModelSpec",
@@ -54,6 +64,7 @@ __all__ = [
     "ProjectRequest",
     "PromptError",
     "PromptInput",
+    "RunPaths",
     "SteerReply",
     "SteerRequest",
     "SteerRow",
@@ -61,6 +72,7 @@ __all__ = [
     "SteeringTerm",
     "UnknownArchitectureError",
     "VectorError",
+    "VectorTable",
     "capturing",
     "check_layer",
     "component_module",
@@ -70,5 +82,6 @@ __all__ = [
     "num_layers",
     "parse_positions",
     "resolve_layout",
+    "row_capacity",
     "steering",
 ]

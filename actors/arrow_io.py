@@ -10,6 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     """Write ``table`` to ``path`` through a temporary file in the same folder and an atomic rename."""
     path = Path(path)
@@ -18,6 +24,7 @@ def write_parquet_atomic(table: pa.Table, path: str | os.PathLike[str]) -> Path:
     os.close(fd)
     try:
         pq.write_table(table, tmp_name)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; a teammate on shared storage must read it
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .hooks import SteeringDeltas, capturing, steering
+from .layers import LayerLayout
 from .prompts import position_ids_from_mask
 
 
@@ -25,6 +27,9 @@ class GenerationOutput:
     tokens: list[list[int]]
     """Generated ids per row (EOS included when the row stopped on it)."""
     stopped_at_eos: list[bool]
+    activations: list[torch.Tensor | None] | None = None
+    """When asked for: per row ``[n_tokens, n_points, hidden]`` float32, the activation at each point on the
+    position whose forward pass produced each token."""
 
 
 def _top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
@@ -100,3 +105,39 @@ def decode(
         attention_mask = torch.cat([attention_mask, torch.ones_like(attention_mask[:, :1])], dim=1)
         position_ids = position_ids[:, -1:] + 1
     return GenerationOutput(tokens=tokens, stopped_at_eos=stopped)
+
+
+def steered_decode(
+    model: nn.Module,
+    layout: LayerLayout,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    config: SamplingConfig,
+    eos_ids: set[int],
+    pad_id: int,
+    deltas: dict[tuple[int, str], torch.Tensor],
+    seeds: Sequence[int] | None = None,
+    steer_prompt: bool = True,
+    points: list[tuple[int, str]] | None = None,
+) -> GenerationOutput:
+    """The reference path: ``decode`` with per-row steering hooks (``deltas[(layer, component)]`` is
+    ``[batch, hidden]``) and, for ``points``, every step's activation at the last position."""
+    width = input_ids.shape[1]
+    active_from = None if steer_prompt else torch.full((input_ids.shape[0],), width, dtype=torch.long)
+    plan = SteeringDeltas(deltas, active_from=active_from)
+
+    def advance(offset: int) -> None:
+        plan.offset = offset
+
+    points = points or []
+    with steering(model, layout, plan), capturing(model, layout, points) as records:
+        output = decode(model, input_ids, attention_mask, config, eos_ids, pad_id, seeds=seeds,
+                        before_forward=advance)
+    if points:
+        # records[point][step] is [batch, tokens_in_pass, hidden]; the last position produced the next token.
+        per_step = torch.stack(
+            [torch.stack([records[p][s][:, -1, :].float() for p in points], dim=1)
+             for s in range(len(records[points[0]]))], dim=1,
+        )  # [batch, steps, n_points, hidden]
+        output.activations = [per_step[row, : len(output.tokens[row])] for row in range(per_step.shape[0])]
+    return output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 from torch import nn
@@ -99,15 +100,20 @@ def num_layers(model: nn.Module, layout: LayerLayout) -> int:
 
 
 def check_layer(model: nn.Module, layout: LayerLayout, layer: int) -> int:
-    """Return ``layer`` if it is a valid 0-based index (negative indices count from the end), else raise."""
+    """Return ``layer`` as an int if it is a valid 0-based index (numpy integers accepted), else raise.
+
+    Negative indices are refused: every table and reply names layers 0-based, and ``-1`` there would not match.
+    """
     count = num_layers(model, layout)
-    if not isinstance(layer, int) or isinstance(layer, bool):
+    if isinstance(layer, bool) or not hasattr(layer, "__index__"):
         raise LayerOutOfRangeError(f"layer: {layer!r} is not an integer layer index")
-    if not -count <= layer < count:
+    layer = operator.index(layer)
+    if not 0 <= layer < count:
+        hint = "; negative indices are not accepted, write the 0-based index" if layer < 0 else ""
         raise LayerOutOfRangeError(
-            f"layer: {layer} is out of range for {type(model).__name__} ({count} layers, valid 0..{count - 1})"
+            f"layer: {layer} is out of range for {type(model).__name__} ({count} layers, valid 0..{count - 1}){hint}"
         )
-    return layer % count
+    return layer
 
 
 def component_module(model: nn.Module, layout: LayerLayout, layer: int, component: str) -> nn.Module:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import operator
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +25,51 @@ A plain string is sent as one user turn when the tokenizer has a chat template, 
 """
 
 
+def _integer(name: str, value: Any, minimum: int | None = None) -> int:
+    """``value`` as a Python int (numpy integers too); bools, floats and strings are errors naming ``name``."""
+    if isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name}: {value!r} is a bool; give an integer")
+    try:
+        number = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: {value!r} ({type(value).__name__}) is not an integer") from None
+    if minimum is not None and number < minimum:
+        if name.startswith("layer"):
+            raise ValueError(f"{name}: {number} is negative; layers are 0-based indices (0 is the first decoder "
+                             "layer, num_layers - 1 the last), negative indices are not accepted")
+        raise ValueError(f"{name}: {number} must be >= {minimum}")
+    return number
+
+
+def _sequence(name: str, value: Any, item: type | tuple[type, ...] | None = None, example: str = "(x,)") -> tuple:
+    """``value`` as a tuple: lists and other iterables are accepted; a bare string, or a single ``item`` where a
+    sequence of them is expected, is an error that names ``name`` and shows how to wrap it."""
+    if isinstance(value, str | bytes):
+        raise TypeError(f"{name}: got the string {value!r} where a sequence is expected; wrap it: {name}=({value!r},)")
+    if item is not None and isinstance(value, item):
+        raise TypeError(f"{name}: got a single {type(value).__name__} where a sequence is expected; wrap it in a "
+                        f"tuple: {name}={example}")
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise TypeError(f"{name}: expected a tuple or list, got {type(value).__name__}")
+    return tuple(value)
+
+
+def _prompt(name: str, value: Any) -> PromptInput:
+    """A prompt is a string or a conversation; a list conversation becomes a tuple (messages are hashable)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        raise TypeError(f"{name}: got one message {dict(value)!r}; a conversation is a tuple of messages: "
+                        f"{name}=({{'role': ..., 'content': ...}},)")
+    if isinstance(value, Iterable):
+        return tuple(value)
+    raise TypeError(f"{name}: {value!r} is neither a string nor a conversation (a tuple of role/content messages)")
+
+
+def _set(obj: object, name: str, value: Any) -> None:
+    object.__setattr__(obj, name, value)  # normalising a field of a frozen dataclass in __post_init__
+
+
 @dataclass(frozen=True)
 class SteeringTerm:
     """Add ``coefficient * vector[layer]`` to one component's output at one layer.
@@ -38,6 +85,13 @@ class SteeringTerm:
     component: str = "residual"
 
     def __post_init__(self) -> None:
+        if not isinstance(self.vector_id, str):
+            raise TypeError(f"vector_id: {self.vector_id!r} is not a string (the id given to load_vectors)")
+        _set(self, "layer", _integer("layer", self.layer, minimum=0))
+        try:
+            _set(self, "coefficient", float(self.coefficient))
+        except (TypeError, ValueError):
+            raise TypeError(f"coefficient: {self.coefficient!r} is not a number") from None
         if self.component not in STEERABLE_COMPONENTS:
             raise ValueError(
                 f"component: {self.component!r} cannot be steered; use one of {', '.join(STEERABLE_COMPONENTS)}"
@@ -57,6 +111,16 @@ class SteerRow:
     tag: str = ""
     """Caller's label for the row, returned unchanged in the reply."""
 
+    def __post_init__(self) -> None:
+        _set(self, "prompt", _prompt("prompt", self.prompt))
+        terms = _sequence("terms", self.terms, SteeringTerm, "(SteeringTerm(...),)")
+        for i, term in enumerate(terms):
+            if not isinstance(term, SteeringTerm):
+                raise TypeError(f"terms[{i}]: {term!r} is not a SteeringTerm")
+        _set(self, "terms", terms)
+        if self.seed is not None:
+            _set(self, "seed", _integer("seed", self.seed))
+
 
 @dataclass(frozen=True)
 class SteerRequest:
@@ -73,6 +137,13 @@ class SteerRequest:
     """Add the steering at prompt positions too (the usual practice); False steers generated tokens only."""
 
     def __post_init__(self) -> None:
+        rows = _sequence("rows", self.rows, SteerRow, "(SteerRow(...),)")
+        for i, row in enumerate(rows):
+            if not isinstance(row, SteerRow):
+                raise TypeError(f"rows[{i}]: {row!r} is not a SteerRow; build rows as SteerRow(prompt, terms)")
+        _set(self, "rows", rows)
+        _set(self, "max_new_tokens", _integer("max_new_tokens", self.max_new_tokens))
+        _set(self, "seed", _integer("seed", self.seed))
         if not self.rows:
             raise ValueError("rows: a SteerRequest needs at least one row")
         if self.max_new_tokens < 1:
@@ -96,6 +167,9 @@ class SteerReply:
     tags: tuple[str, ...]
     seconds: float
     """Wall time of the call on the actor, in seconds."""
+    raw_texts: tuple[str, ...] = ()
+    """Responses decoded keeping special tokens (the final EOS of a row that stopped on it excluded); judges read
+    these. Empty only in replies built by older code."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +198,22 @@ class CaptureRequest:
     batch_size: int = 16
 
     def __post_init__(self) -> None:
+        prompts = _sequence("prompts", self.prompts)
+        _set(self, "prompts", tuple(_prompt(f"prompts[{i}]", p) for i, p in enumerate(prompts)))
+        if self.layers is not None:
+            layers = _sequence("layers", self.layers)
+            _set(self, "layers", tuple(_integer(f"layers[{i}]", v, minimum=0) for i, v in enumerate(layers)))
+        _set(self, "components", _sequence("components", self.components))
+        _set(self, "positions", _sequence("positions", self.positions))
+        if self.responses is not None:
+            responses = _sequence("responses", self.responses)
+            _set(self, "responses", tuple(
+                r if isinstance(r, str) else tuple(_integer(f"responses[{i}] token", t) for t in r)
+                for i, r in enumerate(responses)
+            ))
+        _set(self, "max_new_tokens", _integer("max_new_tokens", self.max_new_tokens))
+        _set(self, "batch_size", _integer("batch_size", self.batch_size, minimum=1))
+        _set(self, "seed", _integer("seed", self.seed))
         if not self.prompts:
             raise ValueError("prompts: a CaptureRequest needs at least one prompt")
         if self.responses is not None and len(self.responses) != len(self.prompts):
@@ -188,6 +278,15 @@ class ProjectRequest:
     vector_ids: tuple[str, ...]
     layers: tuple[int, ...]
     component: str = "residual"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steer, SteerRequest):
+            raise TypeError(f"steer: expected a SteerRequest, got {type(self.steer).__name__}")
+        _set(self, "vector_ids", _sequence("vector_ids", self.vector_ids))
+        layers = _sequence("layers", self.layers)
+        _set(self, "layers", tuple(_integer(f"layers[{i}]", v, minimum=0) for i, v in enumerate(layers)))
+        if not self.vector_ids or not self.layers:
+            raise ValueError("vector_ids, layers: a ProjectRequest needs at least one vector id and one layer")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ unit tests and single-process scripts fast.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -14,9 +15,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from .generation import SamplingConfig, decode
-from .hooks import SteeringDeltas, capturing, steering
-from .layers import LayerOutOfRangeError, check_layer, num_layers, resolve_layout
+from .capacity import row_capacity
+from .fast_generation import FastGenerator, length_bucket
+from .fast_model import FastModel, FastPathUnsupported
+from .generation import GenerationOutput, SamplingConfig, steered_decode
+from .hooks import capturing
+from .layers import check_layer, num_layers, resolve_layout
 from .loading import ModelSpec, load_model
 from .messages import (
     STEERABLE_COMPONENTS,
@@ -27,19 +31,17 @@ from .messages import (
     ProjectReply,
     ProjectRequest,
     PromptInput,
-    SteeringTerm,
     SteerReply,
     SteerRequest,
     SteerRow,
 )
 from .positions import parse_positions
 from .prompts import encode_prompt, encode_response, left_pad, position_ids_from_mask
+from .vectors import VectorError, VectorTable
 
 logger = logging.getLogger(__name__)
 
-
-class VectorError(ValueError):
-    """A steering vector that is missing, malformed or not finite."""
+__all__ = ["ModelWorker", "VectorError"]
 
 
 class ModelWorker:
@@ -52,7 +54,11 @@ class ModelWorker:
         ...     SteerRequest(rows=(SteerRow("Hi", (SteeringTerm("optimism", 4, 6.0),)),))).texts
     """
 
-    def __init__(self, spec: ModelSpec | str, max_batch_size: int = 64):
+    def __init__(self, spec: ModelSpec | str, max_batch_size: int = 64, fast: bool | None = None,
+                 max_fast_slots: int = 512):
+        """``fast``: use the fast generation path (static cache, CUDA graphs, continuous batching) for ``steer`` and
+        generated captures. Default: on CUDA yes, on CPU no; the environment variable ``STEERSWEEP_FAST=0|1``
+        overrides the default. ``project`` always runs the reference path (it records every step's activations)."""
         self.spec = ModelSpec(spec) if isinstance(spec, str) else spec
         self.model, self.tokenizer = load_model(self.spec)
         self.layout = resolve_layout(self.model, self.spec.layer_layout)
@@ -60,10 +66,26 @@ class ModelWorker:
         self.hidden_size = int(self.model.config.hidden_size)
         self.max_batch_size = max_batch_size
         self.device = self.model.get_input_embeddings().weight.device
-        self._vectors: dict[str, torch.Tensor] = {}
-        self._vector_layers: dict[str, frozenset[int]] = {}
+        self.vectors = VectorTable(self.num_layers, self.hidden_size, self.device, self._check_layer)
         self._eos_ids = self._find_eos_ids()
         self._special_ids = set(self.tokenizer.all_special_ids)
+        self.max_fast_slots = max_fast_slots
+        self.fast_generator = self._fast_generator(fast)
+
+    def _fast_generator(self, fast: bool | None) -> FastGenerator | None:
+        if fast is None:
+            setting = os.environ.get("STEERSWEEP_FAST", "")
+            fast = setting == "1" if setting in ("0", "1") else self.device.type == "cuda"
+        if not fast:
+            return None
+        try:
+            return FastGenerator(FastModel(self.model))
+        except FastPathUnsupported as error:
+            logger.warning("fast generation path off for %s: %s; using the reference path", self.spec.path, error)
+            return None
+
+    def _check_layer(self, layer: int) -> int:
+        return check_layer(self.model, self.layout, layer)
 
     # -- description -------------------------------------------------------------------------------------------
 
@@ -87,7 +109,7 @@ class ModelWorker:
     def ping(self) -> str:
         return "ok"
 
-    # -- vectors -----------------------------------------------------------------------------------------------
+    # -- vectors and capacity --------------------------------------------------------------------------------
 
     def load_vectors(self, vectors: Mapping[str, np.ndarray | Mapping[int, np.ndarray]]) -> list[str]:
         """Keep steering vectors on the model's device; requests then name them by id.
@@ -95,81 +117,17 @@ class ModelWorker:
         A value is an array ``[num_layers, hidden]`` (every layer) or a mapping ``{layer: [hidden]}``. Loading an
         id again replaces it.
         """
-        for vector_id, value in vectors.items():
-            table = torch.zeros(self.num_layers, self.hidden_size, dtype=torch.float32)
-            if isinstance(value, Mapping):
-                layers = set()
-                for layer, vector in value.items():
-                    try:
-                        index = check_layer(self.model, self.layout, int(layer))
-                    except LayerOutOfRangeError as error:
-                        raise VectorError(f"vector {vector_id!r}: {error}") from error
-                    table[index] = self._as_vector(vector_id, layer, vector)
-                    layers.add(index)
-            else:
-                array = np.asarray(value)
-                if array.shape != (self.num_layers, self.hidden_size):
-                    raise VectorError(
-                        f"vector {vector_id!r}: shape {array.shape} does not match this model's "
-                        f"[num_layers, hidden] = [{self.num_layers}, {self.hidden_size}]; pass one row per layer "
-                        "or a {layer: vector} mapping"
-                    )
-                for layer in range(self.num_layers):
-                    table[layer] = self._as_vector(vector_id, layer, array[layer])
-                layers = set(range(self.num_layers))
-            self._vectors[vector_id] = table.to(self.device)
-            self._vector_layers[vector_id] = frozenset(layers)
-        return sorted(vectors)
-
-    def _as_vector(self, vector_id: str, layer: int, vector: np.ndarray) -> torch.Tensor:
-        array = np.asarray(vector, dtype=np.float32)
-        if array.shape != (self.hidden_size,):
-            raise VectorError(
-                f"vector {vector_id!r} layer {layer}: shape {array.shape}, expected ({self.hidden_size},) "
-                f"(the model's hidden size)"
-            )
-        if not np.all(np.isfinite(array)):
-            raise VectorError(
-                f"vector {vector_id!r} layer {layer} holds NaN or inf values; re-extract it (e.g. a class with no "
-                "samples gives NaN means) or drop that layer"
-            )
-        return torch.from_numpy(array)
+        return self.vectors.load(vectors)
 
     def vector_ids(self) -> list[str]:
-        return sorted(self._vectors)
+        return self.vectors.ids()
 
-    def _term_layer(self, term: SteeringTerm) -> int:
-        """The term's layer as a 0-based index, after checking its vector is loaded at that layer."""
-        if term.vector_id not in self._vectors:
-            loaded = ", ".join(sorted(self._vectors)) or "none"
-            raise VectorError(
-                f"steering term names vector {term.vector_id!r}, which is not loaded (loaded: {loaded}); "
-                "call load_vectors first"
-            )
-        layer = check_layer(self.model, self.layout, term.layer)
-        if layer not in self._vector_layers[term.vector_id]:
-            raise VectorError(
-                f"vector {term.vector_id!r} has no layer {layer} (it has "
-                f"{sorted(self._vector_layers[term.vector_id])}); load that layer or steer another"
-            )
-        return layer
-
-    def _check_terms(self, rows: Sequence[SteerRow]) -> None:
-        """Fail on a bad term of any row before the first batch runs."""
-        for row in rows:
-            for term in row.terms:
-                self._term_layer(term)
-
-    def _deltas(self, rows: Sequence[SteerRow]) -> dict[tuple[int, str], torch.Tensor]:
-        deltas: dict[tuple[int, str], torch.Tensor] = {}
-        for row_index, row in enumerate(rows):
-            for term in row.terms:
-                layer = self._term_layer(term)
-                key = (layer, term.component)
-                if key not in deltas:
-                    deltas[key] = torch.zeros(len(rows), self.hidden_size, device=self.device)
-                deltas[key][row_index] += term.coefficient * self._vectors[term.vector_id][layer]
-        return deltas
+    def row_capacity(self, prompt_tokens: int, new_tokens: int) -> int:
+        """Rows of ``prompt_tokens`` prompt + ``new_tokens`` generated tokens that fit free memory now (CPU: a cap)."""
+        dtype = self.model.get_input_embeddings().weight.dtype
+        held = self.fast_generator.held_bytes() if self.fast_generator is not None else 0
+        return row_capacity(self.model.config, dtype, self.device, int(prompt_tokens), int(new_tokens),
+                            reusable_bytes=held)
 
     # -- generation --------------------------------------------------------------------------------------------
 
@@ -187,45 +145,18 @@ class ModelWorker:
         order = sorted(range(n), key=lambda i: lengths[i])
         return [order[start:start + size] for start in range(0, n, size)]
 
-    @torch.inference_mode()
-    def _generate(
-        self, request: SteerRequest, rows: Sequence[SteerRow], prompt_ids: Sequence[list[int]],
-        record: list[tuple[int, str]] | None = None,
-    ) -> tuple[list[list[int]], list[bool], dict[tuple[int, str], list[torch.Tensor]]]:
-        """One batch; ``rows`` come from ``_with_seed``, so every row carries its sampling seed."""
-        input_ids, attention_mask = left_pad(prompt_ids, self.tokenizer.pad_token_id)
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
-        width = input_ids.shape[1]
-        active_from = None if request.steer_prompt else torch.full((len(rows),), width, dtype=torch.long)
-        plan = SteeringDeltas(self._deltas(rows), active_from=active_from)
+    def _padded(self, sequences: Sequence[Sequence[int]], bucket: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Left-padded ``input_ids`` and ``attention_mask`` on the model's device.
 
-        def advance(offset: int) -> None:
-            plan.offset = offset
-
-        config = SamplingConfig(
-            max_new_tokens=request.max_new_tokens, do_sample=request.do_sample, temperature=request.temperature,
-            top_p=request.top_p, stop_at_eos=request.stop_at_eos,
-        )
-        with steering(self.model, self.layout, plan), capturing(self.model, self.layout, record or []) as records:
-            output = decode(
-                self.model, input_ids, attention_mask, config, self._eos_ids, self.tokenizer.pad_token_id,
-                seeds=[row.seed for row in rows], before_forward=advance,
-            )
-        return output.tokens, output.stopped_at_eos, records
-
-    def steer(self, request: SteerRequest) -> SteerReply:
-        """Generate for every row with that row's own steering; rows come back in request order."""
-        started = time.perf_counter()
-        self._check_terms(request.rows)
-        prompt_ids = [encode_prompt(self.tokenizer, row.prompt) for row in request.rows]
-        tokens: list[list[int]] = [[] for _ in request.rows]
-        stopped = [False] * len(request.rows)
-        for batch in self._batches(len(request.rows), [len(p) for p in prompt_ids], self.max_batch_size):
-            rows = [self._with_seed(request, i) for i in batch]
-            batch_tokens, batch_stopped, _ = self._generate(request, rows, [prompt_ids[i] for i in batch])
-            for j, i in enumerate(batch):
-                tokens[i], stopped[i] = batch_tokens[j], batch_stopped[j]
-        return self._reply(request, prompt_ids, tokens, stopped, time.perf_counter() - started)
+        ``bucket`` widens the padding to the fast path's length bucket, so captures repeat a few shapes.
+        """
+        input_ids, attention_mask = left_pad(sequences, self.tokenizer.pad_token_id)
+        extra = length_bucket(input_ids.shape[1]) - input_ids.shape[1] if bucket else 0
+        if extra:
+            input_ids = torch.cat([input_ids.new_full((len(sequences), extra), self.tokenizer.pad_token_id),
+                                   input_ids], dim=1)
+            attention_mask = torch.cat([attention_mask.new_zeros((len(sequences), extra)), attention_mask], dim=1)
+        return input_ids.to(self.device), attention_mask.to(self.device)
 
     def _with_seed(self, request: SteerRequest, index: int) -> SteerRow:
         row = request.rows[index]
@@ -233,10 +164,63 @@ class ModelWorker:
             return row
         return SteerRow(prompt=row.prompt, terms=row.terms, seed=request.seed + index, tag=row.tag)
 
+    @torch.inference_mode()
+    def _generate_all(
+        self, request: SteerRequest, prompt_ids: Sequence[list[int]], batch_size: int,
+        points: Sequence[tuple[int, str]] = (),
+    ) -> GenerationOutput:
+        """The one batch loop behind ``steer``, ``project`` and generated captures; rows come back in request order.
+
+        ``points`` asks for every step's activation at those (layer, component)s (``project``).
+        """
+        self.vectors.check_rows(request.rows)
+        n = len(request.rows)
+        rows = [self._with_seed(request, i) for i in range(n)]
+        config = SamplingConfig(
+            max_new_tokens=request.max_new_tokens, do_sample=request.do_sample, temperature=request.temperature,
+            top_p=request.top_p, stop_at_eos=request.stop_at_eos,
+        )
+        if self.fast_generator is not None and not points:
+            longest = max(len(p) for p in prompt_ids)
+            try:
+                self.fast_generator.fast.check_length(longest + request.max_new_tokens)
+            except FastPathUnsupported as error:
+                logger.info("reference path for this request: %s", error)
+            else:
+                slots = min(self.max_fast_slots, max(1, self.row_capacity(longest, request.max_new_tokens)))
+                return self.fast_generator.generate(
+                    prompt_ids, self.vectors.deltas(rows), config, [row.seed for row in rows], self._eos_ids,
+                    steer_prompt=request.steer_prompt, max_slots=slots,
+                )
+        result = GenerationOutput(tokens=[[] for _ in range(n)], stopped_at_eos=[False] * n,
+                                  activations=[None] * n if points else None)
+        for batch in self._batches(n, [len(p) for p in prompt_ids], batch_size):
+            input_ids, attention_mask = self._padded([prompt_ids[i] for i in batch])
+            batch_rows = [rows[i] for i in batch]
+            output = steered_decode(
+                self.model, self.layout, input_ids, attention_mask, config, self._eos_ids,
+                self.tokenizer.pad_token_id, deltas=self.vectors.deltas(batch_rows),
+                seeds=[row.seed for row in batch_rows], steer_prompt=request.steer_prompt, points=list(points),
+            )
+            for j, i in enumerate(batch):
+                result.tokens[i], result.stopped_at_eos[i] = output.tokens[j], output.stopped_at_eos[j]
+                if points:
+                    result.activations[i] = output.activations[j]
+        return result
+
+    def steer(self, request: SteerRequest) -> SteerReply:
+        """Generate for every row with that row's own steering; rows come back in request order."""
+        started = time.perf_counter()
+        prompt_ids = [encode_prompt(self.tokenizer, row.prompt) for row in request.rows]
+        output = self._generate_all(request, prompt_ids, self.max_batch_size)
+        return self._reply(request, prompt_ids, output, time.perf_counter() - started)
+
     def _reply(
-        self, request: SteerRequest, prompt_ids: Sequence[list[int]], tokens: Sequence[list[int]],
-        stopped: Sequence[bool], seconds: float,
+        self, request: SteerRequest, prompt_ids: Sequence[list[int]], output: GenerationOutput, seconds: float,
     ) -> SteerReply:
+        tokens, stopped = output.tokens, output.stopped_at_eos
+        # Raw text keeps special tokens (a judge sees what the model wrote), but not the EOS that ended the row.
+        raw = [t[:-1] if s and t else t for t, s in zip(tokens, stopped, strict=True)]
         return SteerReply(
             texts=tuple(self.tokenizer.decode(t, skip_special_tokens=True) for t in tokens),
             token_ids=tuple(tuple(t) for t in tokens),
@@ -245,6 +229,7 @@ class ModelWorker:
             stopped_at_eos=tuple(stopped),
             tags=tuple(row.tag for row in request.rows),
             seconds=seconds,
+            raw_texts=tuple(self.tokenizer.decode(t, skip_special_tokens=False) for t in raw),
         )
 
     def project(self, request: ProjectRequest) -> ProjectReply:
@@ -253,39 +238,19 @@ class ModelWorker:
             raise ValueError(f"component: {request.component!r} cannot be projected; use one of "
                              f"{', '.join(STEERABLE_COMPONENTS)}")
         started = time.perf_counter()
-        steer_request = request.steer
-        self._check_terms(steer_request.rows)
-        layers = [check_layer(self.model, self.layout, layer) for layer in request.layers]
-        units = []
-        for vector_id in request.vector_ids:
-            if vector_id not in self._vectors:
-                raise VectorError(f"vector {vector_id!r} is not loaded; call load_vectors first")
-            table = self._vectors[vector_id][layers]
-            units.append(table / table.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-        unit = torch.stack(units)  # [n_vectors, n_layers, hidden]
-        prompt_ids = [encode_prompt(self.tokenizer, row.prompt) for row in steer_request.rows]
-        n = len(steer_request.rows)
-        tokens: list[list[int]] = [[] for _ in range(n)]
-        stopped = [False] * n
-        projections: list[np.ndarray] = [np.zeros((0, len(units), len(layers)), np.float32)] * n
+        layers = [self._check_layer(layer) for layer in request.layers]
+        unit = self.vectors.units(request.vector_ids, layers)  # [n_vectors, n_layers, hidden]
+        prompt_ids = [encode_prompt(self.tokenizer, row.prompt) for row in request.steer.rows]
         points = [(layer, request.component) for layer in layers]
-        for batch in self._batches(n, [len(p) for p in prompt_ids], self.max_batch_size):
-            rows = [self._with_seed(steer_request, i) for i in batch]
-            batch_tokens, batch_stopped, records = self._generate(
-                steer_request, rows, [prompt_ids[i] for i in batch], record=points
-            )
-            # records[point][step] is [batch, tokens_in_pass, hidden]; the last position produced the next token.
-            per_step = torch.stack(
-                [torch.stack([records[p][s][:, -1, :].float() for p in points], dim=1)
-                 for s in range(len(records[points[0]]))], dim=1,
-            )  # [batch, steps, n_layers, hidden]
-            values = torch.einsum("bsld,vld->bsvl", per_step, unit.to(per_step.device)).cpu().numpy()
-            for j, i in enumerate(batch):
-                tokens[i], stopped[i] = batch_tokens[j], batch_stopped[j]
-                projections[i] = values[j, : len(batch_tokens[j])]
+        output = self._generate_all(request.steer, prompt_ids, self.max_batch_size, points=points)
+        assert output.activations is not None
+        projections = tuple(
+            torch.einsum("sld,vld->svl", steps, unit.to(steps.device)).cpu().numpy().astype(np.float32)
+            for steps in output.activations
+        )
         return ProjectReply(
-            generation=self._reply(steer_request, prompt_ids, tokens, stopped, time.perf_counter() - started),
-            projections=tuple(projections), vector_ids=tuple(request.vector_ids), layers=tuple(layers),
+            generation=self._reply(request.steer, prompt_ids, output, time.perf_counter() - started),
+            projections=projections, vector_ids=tuple(request.vector_ids), layers=tuple(layers),
         )
 
     # -- capture -----------------------------------------------------------------------------------------------
@@ -299,22 +264,19 @@ class ModelWorker:
             rows=tuple(SteerRow(prompt=p) for p in request.prompts), max_new_tokens=request.max_new_tokens,
             do_sample=request.do_sample, temperature=request.temperature, seed=request.seed,
         )
-        responses = [[] for _ in prompt_ids]
-        for batch in self._batches(len(prompt_ids), [len(p) for p in prompt_ids], request.batch_size):
-            rows = [self._with_seed(steer_request, i) for i in batch]
-            batch_tokens, _, _ = self._generate(steer_request, rows, [prompt_ids[i] for i in batch])
-            for j, i in enumerate(batch):
-                # The EOS that ended a response is not part of it: replaying the text would not contain it.
-                responses[i] = [t for t in batch_tokens[j] if t not in self._eos_ids]
-        return responses
+        output = self._generate_all(steer_request, prompt_ids, request.batch_size)
+        # The EOS that ended a response is not part of it: replaying the text would not contain it.
+        return [[t for t in tokens if t not in self._eos_ids] for tokens in output.tokens]
 
     @torch.inference_mode()
     def _forward_capture(
         self, sequences: Sequence[list[int]], points: list[tuple[int, str]]
     ) -> tuple[dict[tuple[int, str], torch.Tensor], int]:
-        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``."""
-        input_ids, attention_mask = left_pad(sequences, self.tokenizer.pad_token_id)
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        """One forward pass over left-padded sequences; returns each point's output ``[batch, width, dim]``.
+
+        With the fast path on, the width is padded to its length bucket (the capture side shares the buckets).
+        """
+        input_ids, attention_mask = self._padded(sequences, bucket=self.fast_generator is not None)
         with capturing(self.model, self.layout, points) as records:
             self.model(input_ids=input_ids, attention_mask=attention_mask,
                        position_ids=position_ids_from_mask(attention_mask), use_cache=False)
@@ -324,7 +286,7 @@ class ModelWorker:
         """Activations at the requested layers x components x positions (see ``CaptureRequest``)."""
         started = time.perf_counter()
         layers = (list(range(self.num_layers)) if request.layers is None
-                  else [check_layer(self.model, self.layout, layer) for layer in request.layers])
+                  else [self._check_layer(layer) for layer in request.layers])
         positions = parse_positions(request.positions)
         points = [(layer, component) for layer in layers for component in request.components]
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in request.prompts]
@@ -380,7 +342,7 @@ class ModelWorker:
     ) -> ActivationNorms:
         """Mean L2 norm of ``component``'s output per layer over the position's tokens (special tokens skipped)."""
         layers = list(range(self.num_layers)) if layers is None else [
-            check_layer(self.model, self.layout, layer) for layer in layers
+            self._check_layer(layer) for layer in layers
         ]
         parsed = parse_positions([position])[0]
         points = [(layer, component) for layer in layers]
@@ -413,8 +375,7 @@ class ModelWorker:
         prompt_ids = [encode_prompt(self.tokenizer, p) for p in prompts]
         results: list[list[tuple[str, float]]] = [[] for _ in prompt_ids]
         for batch in self._batches(len(prompt_ids), [len(p) for p in prompt_ids], self.max_batch_size):
-            input_ids, attention_mask = left_pad([prompt_ids[i] for i in batch], self.tokenizer.pad_token_id)
-            input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+            input_ids, attention_mask = self._padded([prompt_ids[i] for i in batch])
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask,
                                 position_ids=position_ids_from_mask(attention_mask), use_cache=False).logits
             logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)

@@ -1,7 +1,10 @@
 """Vector extraction, diagnostics, BAI, correlation, transfer and weight-space analysis."""
 
 from .activation_set import ActivationSet, stack_layers
+from .bai import BROKEN, FUNCTIONAL, WEAK, BehavioralAlignment, bai_label, bai_table, behavioral_alignment
+from .checkpoint import CheckpointError, CheckpointReader, TensorEntry
 from .diagnostics import LabelPolarity, LayerDiagnostics, cohens_d, diagnose, diagnose_layer, label_polarity
+from .drifts import RESEARCH_UNIT, DriftError, scenario_drifts
 from .extraction import (
     METHODS,
     ExtractionMethod,
@@ -15,6 +18,8 @@ from .extraction import (
     probe,
 )
 from .generalization import GeneralizationMatrix, generalization_matrix, heldout_split
+from .logit_lens import apply_final_norm, lens_logits, logit_lens, top_tokens, unembedding_row
+from .monitoring import projection_table
 from .repair import (
     CosineFilterResult,
     InsufficientClassError,
@@ -25,6 +30,16 @@ from .repair import (
     cosine_filter,
     pca_denoise,
 )
+from .similarity import SimilarityResult, activation_similarity, similarity_transfer_correlation
+from .stats import (
+    Correlation,
+    StatisticsError,
+    partial_correlation,
+    pearson,
+    predictor_correlations,
+    spearman,
+)
+from .tasks import drift_task, model_diff_task, run_analyses, transfer_task
 from .trait_dataset import (
     POLARITIES,
     Scenario,
@@ -34,12 +49,36 @@ from .trait_dataset import (
     load_trait_dataset,
 )
 from .trait_vector import TraitVector
+from .transfer import activation_transfer_test, transfer_curves, transfer_matrix
+from .validation import validation_counts, validation_table
+from .weight_diff import (
+    COMPONENTS,
+    RESIDUAL_COMPONENTS,
+    WeightDiff,
+    diff_tensors,
+    parse_tensor_name,
+    select_tensors,
+    trait_alignment,
+    weight_diff,
+    weight_diff_ray,
+)
 
 __all__ = [
+    "BROKEN",
+    "COMPONENTS",
+    "FUNCTIONAL",
     "METHODS",
     "POLARITIES",
+    "RESEARCH_UNIT",
+    "RESIDUAL_COMPONENTS",
+    "WEAK",
     "ActivationSet",
+    "BehavioralAlignment",
+    "CheckpointError",
+    "CheckpointReader",
+    "Correlation",
     "CosineFilterResult",
+    "DriftError",
     "ExtractionMethod",
     "ExtractionResult",
     "GeneralizationMatrix",
@@ -49,11 +88,21 @@ __all__ = [
     "LayeredActivations",
     "PcaDenoiseResult",
     "Scenario",
+    "SimilarityResult",
+    "StatisticsError",
+    "TensorEntry",
     "TraitDataset",
     "TraitDatasetError",
     "TraitVector",
+    "WeightDiff",
+    "activation_similarity",
+    "activation_transfer_test",
+    "apply_final_norm",
     "as_layers",
     "assign_splits",
+    "bai_label",
+    "bai_table",
+    "behavioral_alignment",
     "binarize_scores",
     "class_cosines",
     "cohens_d",
@@ -61,15 +110,40 @@ __all__ = [
     "cosine_filter",
     "diagnose",
     "diagnose_layer",
+    "diff_tensors",
+    "drift_task",
     "generalization_matrix",
     "get_method",
     "gradient",
     "heldout_split",
     "label_polarity",
+    "lens_logits",
     "load_trait_dataset",
+    "logit_lens",
     "mean_diff",
+    "model_diff_task",
     "orient",
+    "parse_tensor_name",
+    "partial_correlation",
     "pca_denoise",
+    "pearson",
+    "predictor_correlations",
     "probe",
+    "projection_table",
+    "run_analyses",
+    "scenario_drifts",
+    "select_tensors",
+    "similarity_transfer_correlation",
+    "spearman",
     "stack_layers",
+    "top_tokens",
+    "trait_alignment",
+    "transfer_curves",
+    "transfer_matrix",
+    "transfer_task",
+    "unembedding_row",
+    "validation_counts",
+    "validation_table",
+    "weight_diff",
+    "weight_diff_ray",
 ]

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from steersweep.actors.handle import ModelHandle
 from steersweep.analysis import ActivationSet, InsufficientClassError, TraitDataset, TraitVector
 
 from .extraction_plan import (
@@ -34,7 +35,7 @@ from .extraction_plan import (
     RolloutJudge,
     _TooFewSamplesError,
 )
-from .rollouts import _capture_pairs, _check_labels, _judge_rollouts, _Model, _rollout_plan
+from .rollouts import _capture_pairs, _check_labels, _judge_rollouts, _rollout_plan
 from .rundir import RunDir, check_name
 from .vectors import VECTOR_KEY, _agreement, _done_keys, _fit_unit, _scores_for, _vector_schema, _vetting_mask
 
@@ -80,8 +81,8 @@ def extract_trait_vectors(
     run = (run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)).create()
     trait = check_name(dataset.name, "trait")
     outcome = ExtractionOutcome(model=plan.model, trait=trait)
-    calls = _Model(model)
-    info = calls("info")
+    calls = ModelHandle.of(model)
+    info = calls.call("info")
     layers = tuple(plan.layers) if plan.layers is not None else tuple(range(info.num_layers))
     for layer in layers:
         if not 0 <= layer < info.num_layers:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from steersweep.actors.handle import ModelHandle
 from steersweep.actors.messages import CaptureRequest
 from steersweep.analysis import ActivationSet, TraitDataset, assign_splits, label_polarity
 
@@ -17,22 +18,6 @@ from .extraction_plan import ExtractionOutcome, ExtractionPlan, RolloutJudge
 from .rundir import RunDir
 
 logger = logging.getLogger(__name__)
-
-
-class _Model:
-    """Calls a ModelWorker directly or a ModelActor handle through Ray, and counts capture calls."""
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-        self.is_actor = hasattr(getattr(target, "capture", None), "remote")
-
-    def __call__(self, name: str, *args: Any) -> Any:
-        method = getattr(self.target, name)
-        if self.is_actor:
-            import ray
-
-            return ray.get(method.remote(*args))
-        return method(*args)
 
 
 def _rollout_plan(dataset: TraitDataset, plan: ExtractionPlan) -> list[dict[str, object]]:
@@ -54,7 +39,7 @@ def _prompt_input(row: dict[str, object]) -> Any:
     return ({"role": "system", "content": row["system_prompt"]}, {"role": "user", "content": row["prompt"]})
 
 
-def _capture(model: _Model, outcome: ExtractionOutcome, plan: ExtractionPlan, layers: tuple[int, ...],
+def _capture(model: ModelHandle, outcome: ExtractionOutcome, plan: ExtractionPlan, layers: tuple[int, ...],
              pairs: list[tuple[str, str]], rows: list[dict[str, object]], *, generate: bool,
              responses: list[Any] | None) -> tuple[dict[tuple[str, str], np.ndarray], list[tuple[int, ...]], list[str]]:
     """Capture ``rows`` in chunks: ``{(component, position): [n, n_layers, dim]}``, response token ids and texts."""
@@ -72,7 +57,7 @@ def _capture(model: _Model, outcome: ExtractionOutcome, plan: ExtractionPlan, la
             max_new_tokens=plan.max_new_tokens, do_sample=plan.do_sample, temperature=plan.temperature,
             seed=plan.seed + start, batch_size=plan.batch_size,
         )
-        reply = model("capture", request)
+        reply = model.call("capture", request)
         outcome.capture_calls += 1
         token_ids.extend(reply.response_token_ids)
         texts.extend(reply.responses)
@@ -126,7 +111,7 @@ def _check_labels(outcome: ExtractionOutcome, rollouts: pa.Table | None) -> None
                        outcome.label_polarity.describe())
 
 
-def _capture_pairs(run: RunDir, calls: _Model, outcome: ExtractionOutcome, plan: ExtractionPlan,
+def _capture_pairs(run: RunDir, calls: ModelHandle, outcome: ExtractionOutcome, plan: ExtractionPlan,
                    layers: tuple[int, ...], pairs: list[tuple[str, str]], rows: list[dict[str, object]],
                    rollouts: pa.Table | None, rollouts_path: Path, dataset: TraitDataset) -> pa.Table:
     """Capture the missing (component, position) pairs, generating the rollouts the first time, else replaying."""
@@ -159,7 +144,7 @@ def _capture_pairs(run: RunDir, calls: _Model, outcome: ExtractionOutcome, plan:
         results, _, _ = _capture(calls, outcome, plan, layers, pairs, rows, generate=False,
                                  responses=replay if any(replay) else None)
     prompts = list({json.dumps(_prompt_input(r), sort_keys=True): _prompt_input(r) for r in rows}.values())
-    norms = {c: calls("activation_norms", list(layers), c, prompts) for c in sorted({c for c, _ in pairs})}
+    norms = {c: calls.call("activation_norms", list(layers), c, prompts) for c in sorted({c for c, _ in pairs})}
     for component, position in pairs:
         data = ActivationSet(
             activations=results[(component, position)], layers=layers,

@@ -24,7 +24,10 @@ class JudgeConfig(BaseModel):
           model: gpt-4.1-mini       # openai: the served model id; local: a hub id or a local directory
           base_url: http://localhost:8000/v1   # any OpenAI-compatible server; default OPENAI_BASE_URL or OpenAI
           max_in_flight: 64
+          template_version: v2      # v2 (default): coherence = fluency and sense only; v1: the first wording
           trait_template: prompts/my_trait_judge.txt   # optional replacement of the shipped template
+
+    A trait folder's own ``eval_prompt`` (``steering.json``) replaces the trait template for that trait.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -44,9 +47,13 @@ class JudgeConfig(BaseModel):
     backoff_max_s: float = Field(60.0, ge=0)
     max_retry_after_s: float = Field(120.0, ge=0)
     probe: bool = True
+    template_version: Literal["v1", "v2"] = "v2"
     trait_template: Path | None = None
     coherence_template: Path | None = None
+    relevance_template: Path | None = None
+    retry_rejected: bool = False
     flush_every: int = Field(256, ge=1)
+    flush_interval_s: float = Field(10.0, gt=0)
     # local judge
     device: str = "auto"
     dtype: str = "auto"
@@ -70,7 +77,10 @@ class JudgeConfig(BaseModel):
                 return path
             return Path(base_dir) / path
 
-        return JudgeTemplates.from_paths(trait=resolve(self.trait_template), coherence=resolve(self.coherence_template))
+        return JudgeTemplates.from_paths(
+            trait=resolve(self.trait_template), coherence=resolve(self.coherence_template),
+            relevance=resolve(self.relevance_template), version=self.template_version,
+        )
 
 
 def build_judge(
@@ -97,11 +107,8 @@ def build_judge(
             f"judge.backoff_initial_s ({config.backoff_initial_s})"
         )
     if cache is None:
-        cache = (
-            JudgeCache.for_run_dir(run_dir, flush_every=config.flush_every)
-            if run_dir is not None
-            else JudgeCache(None, flush_every=config.flush_every)
-        )
+        flush = {"flush_every": config.flush_every, "flush_interval_s": config.flush_interval_s}
+        cache = JudgeCache.for_run_dir(run_dir, **flush) if run_dir is not None else JudgeCache(None, **flush)
     if config.kind == "rule":
         return RuleJudge(config.scorer, cache=cache)
     templates = config.templates(config_dir)
@@ -120,4 +127,5 @@ def build_judge(
         request_timeout_s=config.request_timeout_s, max_consecutive_failures=config.max_consecutive_failures,
         max_attempts=config.max_attempts, backoff_initial_s=config.backoff_initial_s,
         backoff_max_s=config.backoff_max_s, max_retry_after_s=config.max_retry_after_s, probe=config.probe,
+        retry_rejected=config.retry_rejected,
     )

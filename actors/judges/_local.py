@@ -7,11 +7,14 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..handle import ModelHandle
 from ..loading import ModelSpec
 from ..messages import PromptInput
 from ..model_worker import ModelWorker
+from ..prompts import encode_prompt
 from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
+from ._digits import digit_token_ids, joint_number_logprobs, splits_numbers
 from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
 from ._templates import JudgeTemplates
 from ._types import JudgeConfigError, JudgePrompt
@@ -58,6 +61,21 @@ class LocalJudgeWorker(ModelWorker):
         """The ``k`` most likely next tokens after each prompt: ``[(decoded token, natural-log probability)]``."""
         return super().top_logprobs([self._as_model_prompt(p, i) for i, p in enumerate(prompts)], k)
 
+    def splits_numbers(self) -> bool:
+        """True when this model's tokenizer writes "85" as "8", "5" (then score with :meth:`number_logprobs`)."""
+        return splits_numbers(self.tokenizer)
+
+    def number_logprobs(self, prompts: Sequence[PromptLike]) -> list[list[tuple[str, float]]]:
+        """The joint log-probability of each answer "0".."100" after each prompt (for digit-splitting tokenizers).
+
+        One prompt at a time; its 101 continuations are scored in one batched pass over the prompt's KV cache.
+        """
+        digit_ids = digit_token_ids(self.tokenizer)
+        return [
+            joint_number_logprobs(self.model, encode_prompt(self.tokenizer, self._as_model_prompt(p, i)), digit_ids)
+            for i, p in enumerate(prompts)
+        ]
+
 
 def local_judge_actor(spec: ModelSpec, *, num_gpus: float = 0, max_batch_size: int = 16, **actor_options: Any) -> Any:
     """Start a ``LocalJudgeWorker`` as a Ray actor (Ray must be initialised); returns the actor handle."""
@@ -65,11 +83,6 @@ def local_judge_actor(spec: ModelSpec, *, num_gpus: float = 0, max_batch_size: i
 
     remote_class = ray.remote(LocalJudgeWorker)
     return remote_class.options(num_gpus=num_gpus, **actor_options).remote(spec, max_batch_size=max_batch_size)
-
-
-def _is_ray_handle(backend: Any) -> bool:
-    method = getattr(backend, "top_logprobs", None)
-    return method is not None and hasattr(method, "remote")
 
 
 class LocalJudge(Judge):
@@ -80,9 +93,13 @@ class LocalJudge(Judge):
         >>> judge = LocalJudge.from_spec(spec, use_ray=True, num_gpus=1)  # doctest: +SKIP
         >>> judge.judge(items, TraitDefinition("optimism", definition)).trait_scores  # doctest: +SKIP
 
+    At start-up the judge checks whether the model's tokenizer writes numbers digit by digit (Qwen2, Llama-2,
+    Mistral); if so, the score comes from the joint probability of the answers "0".."100"
+    (``LocalJudgeWorker.number_logprobs``) instead of the first token, which could only say 0-9.
+
     Args:
         backend: anything with ``top_logprobs(prompts, k)``: a ``LocalJudgeWorker``, a Ray actor handle of one
-            (``local_judge_actor``), or the lead's ``ModelWorker`` / ``ModelActor``.
+            (``local_judge_actor``), a ``ModelWorker`` / ``ModelActor``, or a ``ModelHandle`` of any of them.
         model_id: the judge id in cache keys; needed unless the backend is a ``LocalJudgeWorker``.
         batch_size: prompts per backend call (the worker batches them again by ``max_batch_size``).
     """
@@ -99,19 +116,22 @@ class LocalJudge(Judge):
         batch_size: int = 64,
     ) -> None:
         super().__init__(cache=cache, templates=templates, min_mass=min_mass)
-        if not hasattr(backend, "top_logprobs"):
+        if not hasattr(backend.target if isinstance(backend, ModelHandle) else backend, "top_logprobs"):
             raise JudgeConfigError(f"backend: {type(backend).__name__} has no top_logprobs(prompts, k) method")
         if model_id is None:
-            if not isinstance(backend, LocalJudgeWorker):
+            if not isinstance(ModelHandle.of(backend).target, LocalJudgeWorker):
                 raise JudgeConfigError("model_id: give the judge model's id (it keys the cache) for this backend")
-            model_id = backend.model_id()
+            model_id = ModelHandle.of(backend).target.model_id()
         if top_logprobs < 1 or batch_size < 1:
             raise JudgeConfigError(f"top_logprobs ({top_logprobs}) and batch_size ({batch_size}) must be >= 1")
-        self.backend = backend
+        self.handle = ModelHandle.of(backend)
+        self.backend = self.handle.target
         self.judge_id = model_id
-        self.endpoint = "Ray actor" if _is_ray_handle(backend) else "in process"
+        self.endpoint = "Ray actor" if self.handle.is_remote else "in process"
         self.top_logprobs = top_logprobs
         self.batch_size = batch_size
+        #: "token": the first answer token is the number; "joint": digits are scored jointly (set at start-up)
+        self.number_mode = "token"
 
     @classmethod
     def from_spec(
@@ -131,16 +151,46 @@ class LocalJudge(Judge):
             backend = LocalJudgeWorker(spec, max_batch_size=max_batch_size)
         return cls(backend, model_id=model_id, **judge_options)
 
-    async def _top_logprobs(self, prompts: list[tuple[dict[str, str], ...]]) -> list[list[tuple[str, float]]]:
-        if _is_ray_handle(self.backend):
-            return await self.backend.top_logprobs.remote(prompts, self.top_logprobs)
-        return await asyncio.to_thread(self.backend.top_logprobs, prompts, self.top_logprobs)
+    async def _call(self, method: str, *args: Any) -> Any:
+        if self.handle.is_remote:
+            return await self.handle.submit(method, *args)
+        return await asyncio.to_thread(self.handle.call, method, *args)
+
+    async def _start(self) -> None:
+        """Probe the tokenizer: a judge that writes numbers digit by digit is scored by joint probability."""
+        if hasattr(self.backend, "splits_numbers"):
+            splits = await self._call("splits_numbers")
+        else:
+            tokenizer = getattr(self.backend, "tokenizer", None)
+            if tokenizer is None:
+                logger.warning("judge %s: cannot check whether its tokenizer splits numbers into digits", self.judge_id)
+                return
+            splits = splits_numbers(tokenizer)
+            if splits:
+                raise JudgeConfigError(
+                    f"judge {self.judge_id}: its tokenizer writes numbers digit by digit ('85' is '8', '5'), so the "
+                    "first answer token can only say 0-9; use a LocalJudgeWorker (LocalJudge.from_spec, or judge.kind: "
+                    "local), which scores the answers 0-100 by their joint probability"
+                )
+        if splits:
+            self.number_mode = "joint"
+            logger.info(
+                "judge %s: the tokenizer splits numbers into digits; scoring the answers 0-100 by joint probability",
+                self.judge_id,
+            )
+
+    async def _scores(self, prompts: list[tuple[dict[str, str], ...]]) -> list[list[tuple[str, float]]]:
+        if self.number_mode == "joint":
+            return await self._call("number_logprobs", prompts)
+        return await self._call("top_logprobs", prompts, self.top_logprobs)
 
     async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
         for start in range(0, len(prompts), self.batch_size):
+            if self._stop_requested:
+                return
             chunk = prompts[start : start + self.batch_size]
             self.counters.requests += 1
-            tops = await self._top_logprobs([prompt.messages for prompt in chunk])
+            tops = await self._scores([prompt.messages for prompt in chunk])
             if len(tops) != len(chunk):
                 raise JudgeConfigError(
                     f"backend {self.judge_id}: top_logprobs returned {len(tops)} rows for {len(chunk)} prompts"

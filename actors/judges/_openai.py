@@ -3,127 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import json
 import logging
 import math
-import os
 import random
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 
 from ._base import Judge, ResultCallback
 from ._cache import CachedJudgment, JudgeCache
-from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass
+from ._http import (
+    PROBE_PROMPT,
+    _classify,
+    _Failure,
+    _Pause,
+    _Rejected,
+    _resolve_endpoint,
+    _Stopped,
+    parse_retry_after,
+)
+from ._scoring import DEFAULT_MIN_MASS, aggregate_logprob_score, integer_probability_mass, parse_score_token
 from ._templates import JudgeTemplates
-from ._types import JudgeConfigError, JudgeLogprobsUnavailableError, JudgePrompt, JudgeUnavailableError
+from ._types import JudgeConfigError, JudgeLogprobsUnavailableError, JudgePrompt
 
 logger = logging.getLogger(__name__)
 
-OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-PROBE_PROMPT = "On a scale from 0 to 100, how warm is a sunny summer afternoon? Reply with one integer only."
-"""The start-up probe's question: any answer will do, what is checked is that logprobs come back."""
-
-_RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
-
-_STATUS_HINTS = {
-    400: "that the endpoint accepts chat completions with max_tokens=1, logprobs=true and top_logprobs (vLLM: "
-    "--max-logprobs must be >= top_logprobs) and that the prompt fits the model's context",
-    401: "the API key (judge.api_key in the config or the OPENAI_API_KEY environment variable)",
-    403: "that the API key may use this model",
-    404: "the model name (judge.model) and the base_url (it usually ends in /v1)",
-    422: "that the endpoint accepts logprobs=true and top_logprobs for chat completions",
-}
-
-
-class _Pause:
-    """Shared by the requests of one call: once one request pauses the judge, no request starts another attempt.
-
-    Requests already on the wire are left to finish (and their judgments kept); requests waiting to retry stop.
-    """
-
-    def __init__(self) -> None:
-        self.error: JudgeUnavailableError | None = None
-        self.event = asyncio.Event()
-
-    def set(self, error: JudgeUnavailableError) -> JudgeUnavailableError:
-        if self.error is None:
-            self.error = error
-            self.event.set()
-        return error
-
-    async def sleep(self, delay_s: float) -> None:
-        """Sleep ``delay_s``, or less if the judge pauses meanwhile."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.event.wait(), timeout=delay_s)
-
-
-@dataclass(frozen=True)
-class _Failure:
-    retryable: bool
-    description: str
-    retry_after_s: float | None = None
-    check: str = ""
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
-    if headers is None:
-        return None
-    milliseconds = headers.get("retry-after-ms")
-    if milliseconds:
-        try:
-            return max(0.0, float(milliseconds) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _classify(error: Exception, timeout_s: float) -> _Failure:
-    if isinstance(error, openai.APITimeoutError):
-        return _Failure(True, f"request timed out after {timeout_s:g} s")
-    if isinstance(error, openai.APIConnectionError):
-        cause = error.__cause__ or error
-        return _Failure(True, f"connection error ({type(cause).__name__}: {cause})")
-    if isinstance(error, openai.APIStatusError):
-        status = error.status_code
-        description = f"HTTP {status}: {str(error.message)[:300]}"
-        retry_after = parse_retry_after(error.response.headers if error.response is not None else None)
-        if status in _RETRYABLE_STATUS or status >= 500:
-            return _Failure(True, description, retry_after)
-        return _Failure(False, description, None, _STATUS_HINTS.get(status, "the request the endpoint rejected"))
-    raise error
-
-
-def _resolve_endpoint(base_url: str | None, api_key: str | None) -> tuple[str, str]:
-    endpoint = base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL
-    key = api_key or os.environ.get("OPENAI_API_KEY")
-    if not key:
-        if endpoint.rstrip("/") == OPENAI_DEFAULT_BASE_URL:
-            raise JudgeConfigError(
-                "judge: no API key for the OpenAI API; set the OPENAI_API_KEY environment variable or judge.api_key "
-                "(or point judge.base_url / OPENAI_BASE_URL at an OpenAI-compatible server)"
-            )
-        key = "no-key"  # self-hosted servers (vLLM, llama.cpp) usually accept any key
-    return endpoint, key
-
+__all__ = ["PROBE_PROMPT", "OpenAIJudge", "parse_retry_after"]
 
 class OpenAIJudge(Judge):
     """Logprob judge over an OpenAI-compatible endpoint: one 1-token completion per (item, metric).
@@ -133,12 +40,15 @@ class OpenAIJudge(Judge):
     The client's own retries are off: this class bounds the requests in flight, retries 429 / 5xx / timeouts /
     connection errors with exponential backoff and jitter (at least as long as Retry-After asks), and raises
     ``JudgeUnavailableError`` once one request failed ``max_consecutive_failures`` times in a row with no
-    success anywhere in between (or ``max_attempts`` times in all).
+    success anywhere in between (or ``max_attempts`` times in all). A request refused for its content (HTTP
+    400/413/422: too long for the context, a content filter) is that item's problem: its score is None with the
+    reason, and the judge pauses only when ``max_consecutive_failures`` items in a row are refused.
 
     Example:
         >>> judge = OpenAIJudge("gpt-4.1-mini", cache=JudgeCache.for_run_dir("runs/r1"))  # doctest: +SKIP
-        >>> judge.judge([("How was your day?", "Wonderful!")], TraitDefinition("optimism", "...")).judgments
-        (Judgment(trait_score=87.4, coherence=91.2, ...),)  # doctest: +SKIP
+        >>> trait = TraitDefinition("optimism", "Expects good outcomes.")  # doctest: +SKIP
+        >>> judge.judge([("How was your day?", "Wonderful!")], trait).judgments  # doctest: +SKIP
+        (Judgment(trait_score=87.4, coherence=91.2, ...),)
 
     Args:
         model: the judge model id as the endpoint names it (also the cache's judge id).
@@ -152,6 +62,7 @@ class OpenAIJudge(Judge):
         max_retry_after_s: cap on how long a Retry-After header may make one request wait.
         top_logprobs: how many next-token alternatives to ask for (OpenAI allows up to 20).
         probe: send one probe request before the first real one to fail fast on a model without logprobs.
+        retry_rejected: ask again for items the endpoint rejected in an earlier run (they are cached as None).
     """
 
     def __init__(
@@ -173,8 +84,9 @@ class OpenAIJudge(Judge):
         max_retry_after_s: float = 120.0,
         probe: bool = True,
         seed: int | None = None,
+        retry_rejected: bool = False,
     ) -> None:
-        super().__init__(cache=cache, templates=templates, min_mass=min_mass)
+        super().__init__(cache=cache, templates=templates, min_mass=min_mass, retry_rejected=retry_rejected)
         checks = {
             "max_in_flight": (max_in_flight, max_in_flight >= 1, ">= 1"),
             "top_logprobs": (top_logprobs, 1 <= top_logprobs <= 20, "in 1..20"),
@@ -191,6 +103,8 @@ class OpenAIJudge(Judge):
         self.model = model
         self.judge_id = model
         self.endpoint, self._api_key = _resolve_endpoint(base_url, api_key)
+        self.cache_endpoint = self.endpoint.rstrip("/")
+        self.drain_timeout_s = min(request_timeout_s, 30.0)
         self.top_logprobs = top_logprobs
         self.max_in_flight = max_in_flight
         self.request_timeout_s = request_timeout_s
@@ -202,6 +116,11 @@ class OpenAIJudge(Judge):
         self.probe = probe
         self._random = random.Random(seed)
         self._successes = 0
+        self._rejected_streak = 0  # items refused in a row (400/413/422) with no success in between
+        # rejections are recorded only once a later success (or the end of the batch) shows the endpoint works:
+        # if the streak turns into a pause they were the endpoint's problem, and a resumed run asks them again
+        self._held: list[tuple[JudgePrompt, CachedJudgment]] = []
+        self._pauses: set[_Pause] = set()
         self._client: openai.AsyncOpenAI | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -219,6 +138,10 @@ class OpenAIJudge(Judge):
             self._loop = loop
         return self._client, self._semaphore
 
+    def _on_stop(self) -> None:
+        for pause in self._pauses:
+            pause.stop()
+
     async def _aclose(self) -> None:
         if self._client is not None and self._loop is asyncio.get_running_loop():
             await self._client.close()
@@ -230,8 +153,9 @@ class OpenAIJudge(Judge):
         ceiling = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (streak - 1))
         return self._random.uniform(ceiling / 2, ceiling)
 
-    async def _complete(self, messages: Sequence[dict[str, str]], pause: _Pause) -> Any:
-        """One chat completion with retries; raises JudgeUnavailableError when the endpoint keeps failing."""
+    async def _complete(self, messages: Sequence[dict[str, str]], pause: _Pause, probe: bool = False) -> Any:
+        """One chat completion with retries; raises JudgeUnavailableError when the endpoint keeps failing,
+        ``_Rejected`` when it refuses this request's content (never for the probe), ``_Stopped`` on a stop."""
         client, semaphore = self._bind_loop()
         attempt = 0
         streak = 0
@@ -241,6 +165,8 @@ class OpenAIJudge(Judge):
             async with semaphore:
                 if pause.error is not None:
                     raise pause.error
+                if self._stop_requested and not probe:
+                    raise _Stopped
                 self.counters.requests += 1
                 if attempt > 1:
                     self.counters.retries += 1
@@ -266,13 +192,25 @@ class OpenAIJudge(Judge):
                     failure = _Failure(True, f"invalid JSON in the answer ({error})")
                 else:
                     self._successes += 1
+                    self._rejected_streak = 0
                     return response
             self.counters.failures += 1
             if pause.error is not None:
                 raise pause.error
+            if failure.item_rejected and not probe:
+                self._rejected_streak += 1
+                if self._rejected_streak < self.max_consecutive_failures:
+                    raise _Rejected(failure.description)
+                error = self._unavailable(
+                    f"{self._rejected_streak} requests in a row were rejected with no success in between",
+                    failure.description, failure.check,
+                )
+                raise pause.set(error)
             if not failure.retryable:
                 error = self._unavailable("the endpoint rejected a request", failure.description, failure.check)
                 raise pause.set(error)
+            if self._stop_requested and not probe:
+                raise _Stopped
             if self._successes != successes_seen:
                 streak, successes_seen = 0, self._successes
             streak += 1
@@ -310,7 +248,7 @@ class OpenAIJudge(Judge):
     async def _start(self) -> None:
         if not self.probe:
             return
-        response = await self._complete(({"role": "user", "content": PROBE_PROMPT},), _Pause())
+        response = await self._complete(({"role": "user", "content": PROBE_PROMPT},), _Pause(), probe=True)
         top = self._top_logprobs(response)
         if top is None:
             raise JudgeLogprobsUnavailableError(
@@ -324,9 +262,25 @@ class OpenAIJudge(Judge):
             logger.warning(
                 "judge %s: asked for %d top logprobs, the probe got %d", self.model, self.top_logprobs, len(top)
             )
+        numbers = [(parse_score_token(token), math.exp(logprob)) for token, logprob in top]
+        numbers = [(value, p) for value, p in numbers if value is not None]
+        if numbers and all(value < 10 for value, _ in numbers) and sum(p for _, p in numbers) >= 0.5:
+            raise JudgeConfigError(
+                f"judge model {self.model!r} at {self.endpoint} answered the start-up probe (a 0-100 question) with "
+                f"single digits only ({', '.join(str(v) for v, _ in numbers)}): its tokenizer writes numbers digit by "
+                "digit (Qwen2, Llama-2, Mistral), so a one-token logprob score could only say 0-9. Use a judge model "
+                "with number tokens (OpenAI models, Llama-3), or judge.kind: local, which scores such models by the "
+                "joint probability of the digits; judge.probe: false skips this check"
+            )
 
     async def _judge_one(self, prompt: JudgePrompt, on_result: ResultCallback, pause: _Pause) -> None:
-        response = await self._complete(prompt.messages, pause)
+        try:
+            response = await self._complete(prompt.messages, pause)
+        except _Rejected as rejected:
+            logger.debug("judge %s: a %s prompt was rejected: %s", self.model, prompt.metric, rejected.reason)
+            self._held.append((prompt, CachedJudgment(score=None, error=rejected.reason)))
+            return
+        self._release_held(on_result)
         top = self._top_logprobs(response)
         if top is None:
             raise pause.set(self._unavailable(
@@ -346,8 +300,15 @@ class OpenAIJudge(Judge):
             ),
         )
 
+    def _release_held(self, on_result: ResultCallback) -> None:
+        held, self._held = self._held, []
+        for prompt, judgment in held:
+            on_result(prompt, judgment)
+
     async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
         pause = _Pause()
+        if self._stop_requested:
+            pause.stop()
         queue = iter(prompts)
 
         async def worker() -> None:
@@ -358,13 +319,22 @@ class OpenAIJudge(Judge):
                     return
                 try:
                     await self._judge_one(prompt, on_result, pause)
+                except _Stopped:
+                    return
                 except BaseException:
                     pause.event.set()  # no new prompts; requests on the wire still finish
                     raise
 
         workers = [asyncio.create_task(worker()) for _ in range(min(len(prompts), 2 * self.max_in_flight))]
         # no cancelling on a pause: answers already on the wire are awaited and kept, the rest stop by themselves
-        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        self._pauses.add(pause)
+        try:
+            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            self._pauses.discard(pause)
+            if pause.error is None:
+                self._release_held(on_result)
+            self._held = []
         if pause.error is not None:
             raise pause.error
         for outcome in outcomes:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from ._templates import METRIC_TRAIT
 
@@ -19,6 +22,13 @@ class JudgeConfigError(JudgeError, ValueError):
 
 class JudgeLogprobsUnavailableError(JudgeError):
     """The judge model answers but returns no logprobs, so no logprob score can be computed (found at start-up)."""
+
+
+class JudgeInterruptedError(JudgeError):
+    """The judging was stopped on request (``Judge.request_stop``, Ctrl-C in the blocking API) before it finished.
+
+    Every judgment that came back before the stop is already flushed to the judge cache.
+    """
 
 
 class JudgeUnavailableError(JudgeError):
@@ -47,9 +57,29 @@ class JudgeItem:
     response: str
 
 
+def judge_items(questions: Sequence[str], reply: Any) -> list[JudgeItem]:
+    """The items to judge for a ``SteerReply``: each question with the response as the model wrote it.
+
+    The judge reads ``reply.raw_texts`` (decoded with the special tokens other than the final EOS kept), so role
+    tokens an over-steered model emits mid-answer (``<|system|>``) count against coherence instead of being
+    deleted before judging; ``reply.texts`` where a reply has no raw form.
+
+    Example:
+        >>> judge.judge(judge_items(questions, worker.steer(request)), trait)  # doctest: +SKIP
+    """
+    texts = getattr(reply, "raw_texts", None) or reply.texts
+    if len(texts) != len(questions):
+        raise ValueError(f"judge_items: {len(questions)} questions for {len(texts)} responses; give one per row")
+    return [JudgeItem(question=question, response=text) for question, text in zip(questions, texts, strict=True)]
+
+
 @dataclass(frozen=True)
 class TraitDefinition:
-    """The trait the ``trait`` metric measures: its name and the definition text that fills the template.
+    """The trait the ``trait`` metric measures: its name, the definition that fills the template, and optionally
+    the trait's own judge prompt (``eval_prompt``), which then replaces the trait template as written.
+
+    ``eval_prompt`` is a format string with ``{question}`` and ``{answer}`` (or ``{response}``), as in the
+    research's trait folders (``steering.json``); ``{trait}`` and ``{definition}`` may appear too.
 
     Example:
         >>> TraitDefinition("optimism", "Expecting good outcomes and focusing on positives.").name
@@ -58,6 +88,39 @@ class TraitDefinition:
 
     name: str
     definition: str
+    eval_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.eval_prompt is not None:
+            from ._templates import check_eval_prompt
+
+            check_eval_prompt(self.eval_prompt, f"trait {self.name!r}: eval_prompt")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, name: str | None = None) -> TraitDefinition:
+        """A trait folder in the research layout: ``definition.txt`` and, if ``steering.json`` has one, its
+        ``eval_prompt`` (used as the trait's judge prompt, as written)."""
+        folder = Path(folder)
+        name = name or folder.name
+        trait = cls.from_file(name, folder / "definition.txt")
+        steering = folder / "steering.json"
+        if not steering.exists():
+            return trait
+        try:
+            data = json.loads(steering.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise JudgeConfigError(
+                f"trait {name!r}: {steering} cannot be read as JSON ({error}); fix the file"
+            ) from error
+        eval_prompt = data.get("eval_prompt") if isinstance(data, dict) else None
+        if eval_prompt is None:
+            return trait
+        if not isinstance(eval_prompt, str) or not eval_prompt.strip():
+            raise JudgeConfigError(
+                f'trait {name!r}: {steering} field "eval_prompt" must be a non-empty string with {{question}} and '
+                "{answer} placeholders"
+            )
+        return cls(name=name, definition=trait.definition, eval_prompt=eval_prompt)
 
     @classmethod
     def from_file(cls, name: str, path: str | Path) -> TraitDefinition:
@@ -85,21 +148,29 @@ class Judgment:
     """The judge's verdict on one item: scores in [0, 100], None where the judge gave no number (or not asked).
 
     ``trait_mass`` / ``coherence_mass`` are the probability the judge put on integer tokens (logprob judges).
+    ``relevance`` is only asked for when the ``relevance`` metric is requested.
     """
 
     trait_score: float | None
     coherence: float | None
     trait_mass: float | None = None
     coherence_mass: float | None = None
+    relevance: float | None = None
+    #: (metric, reason) for every metric the endpoint rejected for this item (its score is None)
+    rejected: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
 class JudgeCounters:
-    """Work done by a judge: HTTP/model requests, retries, cache hits, None scores and token usage."""
+    """Work done by a judge: HTTP/model requests, retries, cache hits, None scores and token usage.
+
+    ``rejected``: judgments the endpoint refused for that item alone (HTTP 400/413/422), stored as None scores.
+    """
 
     requests: int = 0
     retries: int = 0
     failures: int = 0
+    rejected: int = 0
     cache_hits: int = 0
     judgments: int = 0
     none_scores: int = 0
@@ -131,6 +202,15 @@ class JudgeResult:
     def coherence_scores(self) -> list[float | None]:
         return [judgment.coherence for judgment in self.judgments]
 
+    @property
+    def relevance_scores(self) -> list[float | None]:
+        return [judgment.relevance for judgment in self.judgments]
+
+    @property
+    def rejected(self) -> list[tuple[int, str, str]]:
+        """(item index, metric, reason) of every judgment the endpoint rejected (cached ones included)."""
+        return [(i, metric, reason) for i, j in enumerate(self.judgments) for metric, reason in j.rejected]
+
 
 @dataclass(frozen=True)
 class JudgePrompt:
@@ -143,3 +223,4 @@ class JudgePrompt:
     question: str
     response: str
     messages: tuple[dict[str, str], ...]
+    endpoint: str = ""

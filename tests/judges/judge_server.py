@@ -116,6 +116,7 @@ class JudgeTestServer:
         self._lock = threading.Lock()
         self._failures: list[Failure] = []
         self._die_after: int | None = None
+        self._rejections: dict[str, tuple[int, str]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="judge-test-server", daemon=True)
         self._thread.start()
@@ -151,6 +152,14 @@ class JudgeTestServer:
         """Apply these failures, in order, to the next incoming chat requests."""
         with self._lock:
             self._failures.extend(failures)
+
+    def reject_containing(
+        self, marker: str, status: int = 400, message: str = "This model's maximum context length is 4096 tokens"
+    ) -> None:
+        """Answer every request whose last message contains ``marker`` with ``status`` (like vLLM's context-length
+        400 or a provider's content filter): the item's problem, every time it is sent."""
+        with self._lock:
+            self._rejections[marker] = (status, message)
 
     def die_after(self, completed: int) -> None:
         """Shut the server down (port closed, hanging requests dropped) once ``completed`` answers were sent."""
@@ -242,9 +251,17 @@ class JudgeTestServer:
             headers = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
             error = {"error": {"message": f"injected failure {failure.status}", "type": "test", "code": None}}
             return web.json_response(error, status=failure.status, headers=headers)
+        messages = body.get("messages") or []
+        last = str(messages[-1].get("content", "")) if messages else ""
+        with self._lock:
+            rejection = next((rule for marker, rule in self._rejections.items() if marker in last), None)
+            if rejection is not None:
+                self.statuses[rejection[0]] += 1
+        if rejection is not None:
+            error = {"error": {"message": rejection[1], "type": "BadRequestError", "code": rejection[0]}}
+            return web.json_response(error, status=rejection[0])
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
-        messages = body.get("messages") or []
         model = body.get("model", "")
         top_n = int(body.get("top_logprobs") or 0)
         pairs = self.distribution(messages, max(top_n, 1))

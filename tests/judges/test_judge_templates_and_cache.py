@@ -21,8 +21,11 @@ from steersweep.actors.judges import (
 
 def test_shipped_templates_are_versioned_and_render_every_field():
     templates = JudgeTemplates.default()
-    assert templates.trait.version.startswith("trait_v1-")
-    assert templates.coherence.version.startswith("coherence_v1-")
+    assert templates.trait.version.startswith("trait_v2-")
+    assert templates.coherence.version.startswith("coherence_v2-")
+    assert templates.relevance.version.startswith("relevance_v2-")
+    v1 = JudgeTemplates.default("v1")
+    assert v1.trait.version.startswith("trait_v1-") and v1.coherence.version.startswith("coherence_v1-")
     text = templates.trait.render(question="Q?", response="A {not a field}", trait="optimism", definition="Hope.")
     assert "Q?" in text and "A {not a field}" in text and "optimism" in text and "Hope." in text
     assert "0 to 100" in text
@@ -48,8 +51,8 @@ def test_bad_templates_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(JudgeTemplateError, match=r"t\.txt.*\{response\}"):
         load_template("trait", missing_response)
     unknown = tmp_path / "u.txt"
-    unknown.write_text("{question} {response} {answer}")
-    with pytest.raises(JudgeTemplateError, match=r"u\.txt.*unknown placeholder.*answer"):
+    unknown.write_text("{question} {response} {reply}")
+    with pytest.raises(JudgeTemplateError, match=r"u\.txt.*unknown placeholder.*reply"):
         load_template("coherence", unknown)
     with pytest.raises(JudgeTemplateError, match="cannot be read"):
         load_template("coherence", tmp_path / "nope.txt")
