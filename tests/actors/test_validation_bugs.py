@@ -76,15 +76,11 @@ def test_vector_mapping_with_a_wrong_shape_or_layer_is_refused_and_loads_nothing
         worker.load_vectors({"inf": {0: np.full(hidden, np.inf, np.float32)}})
 
 
-def test_negative_layers_in_a_vector_mapping_count_from_the_end(workers):
+def test_negative_layers_in_a_vector_mapping_are_refused(workers):
     worker = workers["llama"]
-    vector = np.arange(worker.hidden_size, dtype=np.float32)
-    worker.load_vectors({"last": {-1: vector}})
-    steered = worker.steer(SteerRequest(rows=(SteerRow("the cat", (SteeringTerm("last", -1, 1.0),)),),
-                                        max_new_tokens=2))
-    same = worker.steer(SteerRequest(
-        rows=(SteerRow("the cat", (SteeringTerm("last", worker.num_layers - 1, 1.0),)),), max_new_tokens=2))
-    assert steered.token_ids == same.token_ids
+    with pytest.raises(VectorError, match=r"vector 'last': layer: -1 is out of range .* negative indices are not"):
+        worker.load_vectors({"last": {-1: np.ones(worker.hidden_size, np.float32)}})
+    assert "last" not in worker.vector_ids()
 
 
 def test_a_bad_term_in_any_row_fails_before_anything_runs(workers):
