@@ -74,6 +74,7 @@ class RuleJudge(Judge):
 
     Example:
         >>> judge = RuleJudge(lambda question, response: (100.0 if "happy" in response else 0.0, 80.0))
+        >>> from steersweep.actors.judges import TraitDefinition
         >>> trait = TraitDefinition("happiness", "Expresses joy.")
         >>> judge.judge([("How are you?", "very happy")], trait).judgments[0].trait_score
         100.0
