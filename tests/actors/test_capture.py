@@ -118,7 +118,9 @@ def test_replaying_generated_text_captures_the_same_tokens(ray_local, small_fami
     generated = ray_local.get(actor.capture.remote(
         CaptureRequest(prompts=questions, generate=True, max_new_tokens=24, positions=POSITIONS)
     ))
-    assert all(len(ids) > 3 for ids in generated.response_token_ids)
+    # the 5%-scale family answers some questions in a few words; enough rows must be real text for the check to mean
+    # anything, and every row, short or long, must replay exactly
+    assert sum(len(ids) > 3 for ids in generated.response_token_ids) >= len(questions) // 2
     replayed = ray_local.get(actor.capture.remote(
         CaptureRequest(prompts=questions, responses=generated.responses, positions=POSITIONS)
     ))

@@ -43,11 +43,18 @@ QUESTIONS = ("the cat is", "the day was", "a dog is", "the sun is")
 def ray_session():
     import ray
 
+    # This module needs a Ray of its own (dashboard on, token auth); the session's shared one (tests/conftest.py
+    # ``ray_local``) is stopped for it and started again afterwards for the modules that follow.
+    shared = ray.is_initialized()
+    if shared:
+        ray.shutdown()
     os.environ["RAY_metrics_report_interval_ms"] = "500"  # noqa: SIM112 (Ray reads this exact name; default 10 s)
     connection = connect_ray(RayOptions(num_cpus=3, dashboard=True))
     yield connection
     ray.shutdown()
     os.environ.pop("RAY_metrics_report_interval_ms", None)
+    if shared:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def faulty_worker_class():

@@ -19,7 +19,7 @@ def drive(study: SearchStudy, respond, limit: int = 100) -> list:
 
 
 def test_default_walks_the_middle_layers_up_while_coherent_then_hands_over_to_tpe():
-    study = SearchStudy(StudySpec("m", "t", "v", n_trials=12, coherence_threshold=80.0), "memory", num_layers=4)
+    study = SearchStudy(StudySpec("m", "t", "v", n_trials=16, coherence_threshold=80.0), "memory", num_layers=4)
 
     def respond(plan):  # layer 1 breaks at ratio > 0.7, layer 2 holds up to 1.5
         limit = 0.7 if plan.site.layer == 1 else 1.5
@@ -29,7 +29,13 @@ def test_default_walks_the_middle_layers_up_while_coherent_then_hands_over_to_tp
     walk = [(p.site.label, round(p.point.ratio, 4)) for p in seen if p.point.source == "walk"]
     assert walk == [("L1", 0.6), ("L2", 0.6), ("L1", 0.78), ("L2", 0.78), ("L2", 1.014), ("L2", 1.3182),
                     ("L2", 1.7137)]
-    assert {p.point.source for p in seen[len(walk):]} == {"default"}  # TPE after the walk
+    # L1 broke between 0.6 and 0.78, L2 between 1.3182 and 1.7137: geometric bisection closes in on each edge
+    bisect = [(p.site.label, round(p.point.ratio, 4)) for p in seen if p.point.source == "bisect"]
+    assert [r for label, r in bisect if label == "L1"] == [0.6841, 0.7305, 0.7069]
+    assert [r for label, r in bisect if label == "L2"] == [1.503, 1.4076, 1.4545]
+    sources = [p.point.source for p in seen]
+    last_directed = max(i for i, s in enumerate(sources) if s in ("walk", "bisect"))
+    assert set(sources[last_directed + 1:]) == {"default"}  # TPE after the walk and the bisections
 
 
 def test_grid_points_are_each_tried_once_even_across_a_resume(tmp_path):
