@@ -22,7 +22,7 @@ import itertools
 import logging
 from typing import Any
 
-from .config import SweepConfig, study_name
+from .config import SweepConfig
 
 logger = logging.getLogger(__name__)
 
@@ -75,9 +75,9 @@ def _drift_layer(pipeline: Any, model: str, trait: str, source: str, vector: Any
     """The best coherent layer of the (model, trait, source) study when it has one, else the vector's middle layer."""
     from .status import best_configs
 
-    study = study_name(model, trait, source)
     for best in best_configs(pipeline.run.root):
-        if best.get("study") == study and best.get("found"):
+        if (best.get("target_model"), best.get("trait"), best.get("vector_source")) == (model, trait, source) \
+                and best.get("found"):
             return int(best["layer"])
     return int(vector.layers[len(vector.layers) // 2])
 
