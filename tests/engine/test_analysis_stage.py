@@ -15,6 +15,7 @@ import yaml
 from steersweep.engine.analysis_stage import analysis_units, drift_units
 from steersweep.engine.commands import demo_config_text
 from steersweep.engine.config import parse_config
+from steersweep.engine.status import read_tables
 
 
 def _demo(**analysis) -> dict:
@@ -73,7 +74,7 @@ def test_pipeline_run_dir_has_bai_validation_and_weight_diff_and_the_report_show
     assert set(analysis_units(config)) <= set(result.ran)
     assert [u for u in again.ran if u != "report"] == [], again.ran  # every finished unit is skipped
 
-    rollouts = pq.read_table(run_dir / "data" / "drift_rollouts").to_pylist()
+    rollouts = read_tables(run_dir / "data" / "drift_rollouts").to_pylist()
     assert {(r["model"], r["vector_source"]) for r in rollouts} == {
         ("llama-base", "llama-base"), ("llama-sft", "llama-sft"), ("llama-dpo", "llama-base")}
     assert len(rollouts) == 3 * 4 * 3  # models x scenarios x ratios
