@@ -5,6 +5,7 @@ shows them; a rerun redoes nothing."""
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -100,3 +101,59 @@ def test_pipeline_run_dir_has_bai_validation_and_weight_diff_and_the_report_show
         assert table in shown, (table, shown)
     assert html.count("data-plot='bai'") == 1 and html.count("data-plot='weight_diff'") == 2
     print(f"pipeline with analysis on the small family: {first_s:.0f} s")
+
+
+def test_stage_writes_the_analysis_packages_tables_from_a_run_dir_without_ray(tmp_path, tiny_model_dirs):
+    """The stage's table units on a hand-filled run directory (trials, drift rollouts, two tiny checkpoints of one
+    architecture, two vectors): every table comes from steersweep.analysis, in this process (Ray is not up)."""
+    import numpy as np
+    import pyarrow as pa
+    import torch
+    from safetensors.torch import load_file, save_file
+    from test_report import _trials
+
+    from steersweep.analysis import TraitVector
+    from steersweep.engine.analysis_stage import run_table_analysis
+    from steersweep.engine.pipeline import Pipeline
+
+    base = tiny_model_dirs["llama"]
+    sft = Path(shutil.copytree(base, tmp_path / "sft"))  # a fine-tune: every weight moved a little
+    weights = load_file(sft / "model.safetensors")
+    save_file({k: v + 0.01 * torch.randn(v.shape, generator=torch.Generator().manual_seed(1)) for k, v in
+               weights.items()}, sft / "model.safetensors", metadata={"format": "pt"})
+    data = {"name": "stage", "models": [
+        {"name": "base", "path": str(base), "variant": "base", "family": "tiny", "chat_template": False},
+        {"name": "sft", "path": str(sft), "variant": "sft", "family": "tiny"}],
+        "traits": [{"name": "optimism", "datasets": {"natural": "toy:natural", "instruction": "toy:instruction"}}],
+        "vectors": {"transfer": [{"source": "base", "targets": ["sft"]}, {"source": "sft", "targets": ["sft"]}]}}
+    pipeline = Pipeline(parse_config(data), tmp_path / "run")
+    run = pipeline.run.create()
+    assert run_table_analysis(pipeline, "drifts", use_ray=False) == {}  # no rollouts yet: nothing, no error
+    for target, source, strength in (("sft", "base", 30.0), ("sft", "sft", 20.0)):
+        run.write_table(_trials(target, source, strength), run.trials_dir / f"{target}__{source}.parquet")
+    rng = np.random.default_rng(0)
+    for source in ("base", "sft"):
+        TraitVector(rng.normal(size=(4, 32)), (0, 1, 2, 3), {"trait": "optimism"}).save(
+            run.vector_path(source, "optimism", "mean_diff", "residual", "response[:5]"))
+    rows = [{"model": model, "trait": "optimism", "vector_source": model, "layer": 2, "scenario": s,
+             "perturbation_ratio": r, "trait_score": 50 + 60 * r + (s % 3), "activation": 1.0 + r * (1 + s % 4)}
+            for model in ("base", "sft") for s in range(8) for r in (0.0, -0.4, 0.4)]
+    run.write_table(pa.Table.from_pylist(rows), run.drift_rollouts_path("base", "optimism"))
+
+    written = {name: run_table_analysis(pipeline, name, use_ray=False)
+               for name in ("transfer", "drifts", "weight_diff", "similarity")}
+    assert written["transfer"] == {"transfer_by_layer": 6, "transfer_matrix": 2}
+    assert {"bai", "validation", "validation_counts", "predictors"} <= set(written["drifts"])
+    assert set(written["weight_diff"]) == {"weight_diff_base__sft", "logit_lens_base__sft", "trait_alignment_base__sft"}
+    assert written["similarity"] == {"similarity": 4}
+    out = run.analysis_dir
+    diff = pq.read_table(out / "weight_diff_base__sft.parquet").to_pylist()
+    assert len(diff) == 4 * 7 and all(r["relative"] > 0 for r in diff)  # two seeds differ in every tensor
+    alignment = pq.read_table(out / "trait_alignment_base__sft.parquet").to_pylist()
+    assert {r["vector"] for r in alignment} == {"optimism/base", "optimism/sft"}
+    validation = pq.read_table(out / "validation.parquet").to_pylist()
+    assert [r["n"] for r in validation] == [16, 16] and all(r["validated"] for r in validation)
+    expected = TraitVector.load(run.vector_path("base", "optimism", "mean_diff", "residual", "response[:5]")).cosine(
+        TraitVector.load(run.vector_path("sft", "optimism", "mean_diff", "residual", "response[:5]")))
+    got = pq.read_table(out / "similarity.parquet").to_pylist()
+    assert {r["layer"]: r["cosine"] for r in got} == pytest.approx(expected)
