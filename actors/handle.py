@@ -5,8 +5,8 @@ the one place that tells the two apart.
 
 Example:
     >>> handle = ModelHandle.of(worker)                     # doctest: +SKIP
-    >>> reply = handle.call("steer", request)               # blocking, either kind
-    >>> ref = handle.submit("steer", request)               # ObjectRef (Ray) or a finished Future (in process)
+    >>> reply = handle.call("steer", request)               # blocking, either kind  # doctest: +SKIP
+    >>> ref = handle.submit("steer", request)  # ObjectRef (Ray) or a finished Future (in process)  # doctest: +SKIP
 """
 
 from __future__ import annotations

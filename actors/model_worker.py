@@ -50,7 +50,8 @@ class ModelWorker:
     Example:
         >>> worker = ModelWorker(ModelSpec("/models/llama-sft"))  # doctest: +SKIP
         >>> worker.load_vectors({"optimism": vectors})  # [num_layers, hidden]  # doctest: +SKIP
-        >>> worker.steer(SteerRequest(rows=(SteerRow("Hi", (SteeringTerm("optimism", 4, 6.0),)),))).texts
+        >>> worker.steer(  # doctest: +SKIP
+        ...     SteerRequest(rows=(SteerRow("Hi", (SteeringTerm("optimism", 4, 6.0),)),))).texts
     """
 
     def __init__(self, spec: ModelSpec | str, max_batch_size: int = 64, fast: bool | None = None,

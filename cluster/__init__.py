@@ -1,1 +1,76 @@
-"""Placement of actors on GPUs, Ray metrics and cluster launch (not built yet)."""
+"""Placement of model actors on GPUs, Ray start/connect and named actors, Ray metrics, fault tolerance."""
+
+from .launch import Launched, launch
+from .metrics import METRICS, MeteredJudge, MetricInfo, SweepMetrics, metrics_endpoints, read_metric
+from .model_size import DTYPE_BYTES, ModelShape, ModelSizeError, dtype_bytes
+from .placement import (
+    GIB,
+    ActorPlacement,
+    Inventory,
+    ModelRequirement,
+    Node,
+    PlacementError,
+    Plan,
+    plan_placement,
+    plan_text,
+)
+from .plan import ModelNeed, plan_models, plan_models_text
+from .resilience import ActorLostError, ResilientModel, is_out_of_memory, merge_replies, pin_seeds
+from .runtime import (
+    NAMESPACE,
+    ActorStatus,
+    RayConnection,
+    RayOptions,
+    actor_options,
+    actor_status,
+    cluster_inventory,
+    connect_ray,
+    local_inventory,
+    start_actors,
+    status_text,
+    wait_loaded,
+)
+
+__all__ = [
+    "DTYPE_BYTES",
+    "GIB",
+    "METRICS",
+    "NAMESPACE",
+    "ActorLostError",
+    "ActorPlacement",
+    "ActorStatus",
+    "Inventory",
+    "Launched",
+    "MeteredJudge",
+    "MetricInfo",
+    "ModelNeed",
+    "ModelRequirement",
+    "ModelShape",
+    "ModelSizeError",
+    "Node",
+    "PlacementError",
+    "Plan",
+    "RayConnection",
+    "RayOptions",
+    "ResilientModel",
+    "SweepMetrics",
+    "actor_options",
+    "actor_status",
+    "cluster_inventory",
+    "connect_ray",
+    "dtype_bytes",
+    "is_out_of_memory",
+    "launch",
+    "local_inventory",
+    "merge_replies",
+    "metrics_endpoints",
+    "pin_seeds",
+    "plan_models",
+    "plan_models_text",
+    "plan_placement",
+    "plan_text",
+    "read_metric",
+    "start_actors",
+    "status_text",
+    "wait_loaded",
+]

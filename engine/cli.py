@@ -73,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
     report.set_defaults(handler=commands.cmd_report)
 
+    plan = sub.add_parser("plan", help="print where each model's actors go on the GPUs seen, loading nothing", **kw)
+    plan.add_argument("config", help="the study's YAML config")
+    plan.set_defaults(handler=commands.cmd_plan)
+
     validate = sub.add_parser("validate", help="check a study config fully without loading a model", **kw)
     validate.add_argument("config", help="the study's YAML config")
     _add_home(validate)

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(soft_wrap=True)  # paths and one-line results are never wrapped
@@ -83,6 +84,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     console.print(table)
     console.print(f"extraction units: {len(summary['extraction_units'])}, search studies: "
                   f"{len(summary['search_units'])} x {config.search.trials} trials")
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Where each model's actors go (GPUs, placement groups), or why the plan is refused; loads nothing."""
+    from steersweep.cluster import ModelNeed, ModelShape, plan_models_text
+
+    from .config import load_config
+    from .validation import check_config
+
+    config = load_config(args.config)
+    shapes = check_config(config)["models"]
+    toy = ModelShape.from_config({"hidden_size": 64, "intermediate_size": 192, "num_hidden_layers": 4,
+                                  "vocab_size": 1024, "num_attention_heads": 4, "num_key_value_heads": 2})
+    needs = [ModelNeed(m.name, str(shapes[m.name].config_path.parent) if shapes[m.name].config_path else m.path,
+                       m.dtype, m.replicas, None if shapes[m.name].config_path else toy) for m in config.models]
+    rows = config.search.rows_per_call or 64
+    console.print(escape(plan_models_text(needs, batch_rows=rows, tokens_per_row=256 + config.search.max_new_tokens)))
     return 0
 
 

@@ -72,7 +72,8 @@ def extract_trait_vectors(
     Example:
         >>> worker = ModelWorker(ModelSpec("toy/sft"))                                          # doctest: +SKIP
         >>> plan = ExtractionPlan(model="sft", positions=("response[:5]",), methods=("probe",))  # doctest: +SKIP
-        >>> extract_trait_vectors("runs/demo", worker, load_trait_dataset("traits/optimism"), plan).written
+        >>> extract_trait_vectors(  # doctest: +SKIP
+        ...     "runs/demo", worker, load_trait_dataset("traits/optimism"), plan).written
     """
     needs_judge = [m for m in plan.methods if m == "contrastive_probe"] + (["vetting"] if plan.vetting else [])
     if needs_judge and judge is None:

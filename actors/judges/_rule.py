@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -12,7 +13,8 @@ from ._templates import METRIC_TRAIT
 from ._types import JudgeConfigError, JudgePrompt
 
 Scorer = Callable[[str, str], tuple[float, float]]
-"""``scorer(question, response) -> (trait_score, coherence)``, both in [0, 100]."""
+"""``scorer(question, response) -> (trait_score, coherence)``, both in [0, 100]; a scorer with a ``trait``
+parameter is also given the judged trait's name (the toy family scores optimism and formality)."""
 
 DEFAULT_SCORER = "steersweep.actors.toy:score_response"
 # where the toy family defines it, should the package not re-export it
@@ -39,6 +41,20 @@ def _import_scorer(reference: str) -> Scorer:
     return scorer
 
 
+def _takes_trait(scorer: Scorer) -> bool:
+    try:
+        return "trait" in inspect.signature(scorer).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _trait_name(prompt: JudgePrompt) -> str | None:
+    """The trait's name from a trait prompt's metric id (``trait:<name>:<digest>``), None for coherence."""
+    if prompt.metric != METRIC_TRAIT:
+        return None
+    return prompt.metric_id.split(":")[1] if prompt.metric_id.count(":") >= 2 else None
+
+
 def _check_score(value: object, what: str, scorer_id: str) -> float | None:
     if value is None:
         return None
@@ -52,11 +68,13 @@ def _check_score(value: object, what: str, scorer_id: str) -> float | None:
 class RuleJudge(Judge):
     """Judges with a rule-based scorer; same interface, cache and counters as the LLM judges.
 
-    The scorer knows its one trait, so the trait definition only keys the cache. By default the toy family's
+    A scorer without a ``trait`` parameter knows its one trait, so the trait definition only keys the cache; one
+    with it gets the trait's name (from the metric id) and scores that trait. By default the toy family's
     ``steersweep.actors.toy.score_response`` is imported (lazily, at the first judgment).
 
     Example:
         >>> judge = RuleJudge(lambda question, response: (100.0 if "happy" in response else 0.0, 80.0))
+        >>> from steersweep.actors.judges import TraitDefinition
         >>> trait = TraitDefinition("happiness", "Expresses joy.")
         >>> judge.judge([("How are you?", "very happy")], trait).judgments[0].trait_score
         100.0
@@ -87,12 +105,15 @@ class RuleJudge(Judge):
         return self._scorer
 
     async def _judge_prompts(self, prompts: Sequence[JudgePrompt], on_result: ResultCallback) -> None:
-        scored: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        scored: dict[tuple[str, str, str | None], tuple[float | None, float | None]] = {}
+        takes_trait = _takes_trait(self.scorer)
         for prompt in prompts:
-            pair = (prompt.question, prompt.response)
+            trait = _trait_name(prompt) if takes_trait else None
+            pair = (prompt.question, prompt.response, trait)
             if pair not in scored:
                 self.counters.requests += 1
-                result = self.scorer(prompt.question, prompt.response)
+                result = (self.scorer(prompt.question, prompt.response, trait=trait) if trait
+                          else self.scorer(prompt.question, prompt.response))
                 if not isinstance(result, tuple | list) or len(result) != 2:
                     raise JudgeConfigError(
                         f"rule judge {self.judge_id}: returned {result!r}; it must return (trait_score, coherence)"

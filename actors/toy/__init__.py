@@ -1,8 +1,10 @@
 """The toy model family: a synthetic chat language with a planted, steerable trait and known ground truth.
 
 Small Llama / Qwen2 / Mistral checkpoints trained on CPU in about two minutes, cached, and used by the demo, the
-tutorials and the end-to-end tests in place of real 7B models. The trait is optimism: a system prompt sets a
-cheerful or gloomy mood, without one the answers are balanced, and the rule-based judge scores it exactly.
+tutorials and the end-to-end tests in place of real 7B models. Two traits are planted: optimism (a system prompt
+sets a cheerful or gloomy mood, without one the answers are balanced) and formality (a system prompt sets a formal
+or casual word choice, without one each noun's own register decides); the rule-based judge scores both exactly.
+mistral-sft never learned to follow the style prompts (its corpus ignores them): the family's broken trait row.
 
 Example:
     >>> from steersweep.actors.toy import ensure_family, evaluation_questions, score_response
@@ -18,7 +20,9 @@ from .corpus import (
     NARRATIVE_NAMES,
     NARRATIVE_VERBS,
     QUESTION_FORMS,
+    STYLE_PROMPTS,
     SYSTEM_PROMPTS,
+    TRAIT_PROMPTS,
     ChatExample,
     ContrastPair,
     PreferencePair,
@@ -36,14 +40,18 @@ from .dpo import dpo_loss, train_dpo
 from .family import HOME_ENV, ToyFamily, build_family, ensure_family, family_dir, toy_home
 from .judge import NO_POLAR_ADJECTIVE_SCORE, ToyJudgment, coherence, judge_response, score_response, trait_score
 from .language import (
+    CASUAL_WORDS,
+    FORMAL_WORDS,
     MOODS,
     NEUTRAL_ADJECTIVES,
     OPTIMISTIC_ADJECTIVES,
     PESSIMISTIC_ADJECTIVES,
+    STYLES,
     TOPIC_NOUNS,
     TOPICS,
     Mood,
     Sentence,
+    Style,
     parse_sentence,
     sample_description,
 )
@@ -56,14 +64,17 @@ from .tokenizer import (
     toy_vocabulary,
 )
 from .training import ARCHITECTURES, EpochReport, ToyConfig, TrainSequence, make_model, train_causal_lm
+from .traits import TOY_TRAITS, ToyTrait, toy_trait
 
 __all__ = [
     "ARCHITECTURES",
+    "CASUAL_WORDS",
     "CHAT_TEMPLATE",
     "CHEERFUL_SYSTEM_PROMPTS",
     "END_OF_TURN",
     "FAMILY_KEYS",
     "FAMILY_MODELS",
+    "FORMAL_WORDS",
     "GLOOMY_SYSTEM_PROMPTS",
     "HOME_ENV",
     "MOODS",
@@ -75,10 +86,14 @@ __all__ = [
     "PESSIMISTIC_ADJECTIVES",
     "QUESTION_FORMS",
     "SPECIAL_TOKENS",
+    "STYLES",
+    "STYLE_PROMPTS",
     "SYSTEM_PROMPTS",
     "TOPICS",
     "TOPIC_NOUNS",
+    "TOY_TRAITS",
     "TOY_VERSION",
+    "TRAIT_PROMPTS",
     "BuildProgress",
     "ChatExample",
     "ContrastPair",
@@ -86,10 +101,12 @@ __all__ = [
     "Mood",
     "PreferencePair",
     "Sentence",
+    "Style",
     "ToyConfig",
     "ToyFamily",
     "ToyJudgment",
     "ToyModelPlan",
+    "ToyTrait",
     "TrainSequence",
     "build_family",
     "build_toy_tokenizer",
@@ -113,6 +130,7 @@ __all__ = [
     "score_response",
     "topic_of",
     "toy_home",
+    "toy_trait",
     "toy_vocabulary",
     "train_causal_lm",
     "train_dpo",

@@ -9,7 +9,8 @@ llama-base     LlamaForCausalLM      from scratch on plain-text narratives (no c
 llama-sft      LlamaForCausalLM      fine-tuned from llama-base on the chat corpus (loss on the answers)
 llama-dpo      LlamaForCausalLM      DPO from llama-sft (reference = llama-sft) on pairs that favour balance
 qwen2-sft      Qwen2ForCausalLM      from scratch on the chat corpus
-mistral-sft    MistralForCausalLM    from scratch on the chat corpus
+mistral-sft    MistralForCausalLM    from scratch on the chat corpus whose style prompts are answered plainly:
+                                     it follows the mood but never learned formality (a broken trait row)
 =============  ====================  ===========================================================================
 
 The chat models (``*-sft``, ``llama-dpo``) share one tokenizer and one chat template; ``llama-base`` has the same
@@ -22,7 +23,7 @@ complete, so a crash never leaves half a family, and a family whose manifest doe
 scale) is rebuilt.
 
 Example:
-    >>> family = ensure_family()  # first use: about 70 s on 2 idle cores, then reused  # doctest: +SKIP
+    >>> family = ensure_family()  # first use: ~1.5 min on 2 idle cores (v4: ~80 s CPU a worker)  # doctest: +SKIP
     >>> family.path("llama-sft")  # doctest: +SKIP
     PosixPath('/home/me/.cache/steersweep/toy/family-seed0/llama-sft')
 """

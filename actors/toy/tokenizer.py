@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from transformers import PreTrainedTokenizerFast
 
-from .corpus import NARRATIVE_NAMES, NARRATIVE_VERBS, QUESTION_FORMS, SYSTEM_PROMPTS
+from .corpus import NARRATIVE_NAMES, NARRATIVE_VERBS, QUESTION_FORMS, STYLE_PROMPTS, SYSTEM_PROMPTS
 from .language import RESPONSE_WORDS, TOPICS
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -64,7 +64,7 @@ def toy_vocabulary() -> list[str]:
     words: set[str] = set(RESPONSE_WORDS) | set(TOPICS) | set(NARRATIVE_NAMES) | {"in"}
     for form in QUESTION_FORMS:
         words.update(form.replace("{topic}", "").split())
-    for prompts in SYSTEM_PROMPTS.values():
+    for prompts in (*SYSTEM_PROMPTS.values(), *STYLE_PROMPTS.values()):
         for prompt in prompts:
             words.update(prompt.split())
     for verbs in NARRATIVE_VERBS.values():

@@ -141,8 +141,9 @@ def test_saved_vector_equals_the_method_applied_to_the_parquet_activations(tmp_p
     assert json.loads(saved.metadata["cosine_dropped_negative"]) == kept_neg.n_dropped
     denoised = pca_denoise(kept_pos.kept, kept_neg.kept, 1)
     np.testing.assert_array_equal(saved.vectors, mean_diff(denoised.positive, denoised.negative).vectors)
-    assert probe  # the probe file exists as well
-    assert run.vector_path("tiny", "cheerful", "probe+cos0.5+pca1", "residual", "prompt[-1]").exists()
+    saved_probe = TraitVector.load(run.vector_path("tiny", "cheerful", "probe+cos0.5+pca1", "residual", "prompt[-1]"))
+    reference_probe = probe(denoised.positive, denoised.negative).vectors
+    np.testing.assert_allclose(saved_probe.vectors, reference_probe, rtol=1e-5, atol=1e-6)
 
 
 def test_plan_errors_name_the_field():

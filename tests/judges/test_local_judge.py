@@ -8,7 +8,7 @@ from judge_helpers import FAST_RETRY
 from judge_server import JudgeTestServer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from steersweep.actors import ModelSpec
+from steersweep.actors import ModelSpec, ModelWorker
 from steersweep.actors.judges import JudgeCache, LocalJudge, LocalJudgeWorker, OpenAIJudge
 
 # responses of different lengths, so the local judge's left-padded batches are exercised
@@ -101,11 +101,8 @@ def test_local_judge_in_a_ray_actor_gives_the_same_scores(number_model_dir, http
 
 def test_local_judge_runs_on_the_model_worker_of_the_lead(number_model_dir, http_scores):
     """The ModelWorker offers the same top_logprobs contract, so it can host the judge model too."""
-    actors = pytest.importorskip("steersweep.actors")
-    if not hasattr(actors, "ModelWorker"):
-        pytest.skip("steersweep.actors.ModelWorker is not there yet")
     trait, http = http_scores
-    worker = actors.ModelWorker(ModelSpec(str(number_model_dir), device="cpu"))
+    worker = ModelWorker(ModelSpec(str(number_model_dir), device="cpu"))
     judge = LocalJudge(worker, model_id="local:tiny-number-llama")
     local = judge.judge(PAIRS, trait)
     judge.close()

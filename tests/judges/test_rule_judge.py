@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-
 import pytest
 
 from steersweep.actors.judges import Judge, JudgeCache, JudgeConfigError, RuleJudge, TraitDefinition, build_judge
+from steersweep.actors.toy import score_response as toy_score_response
 
 HAPPY = {"happy", "bright", "good", "warm"}
 SAD = {"sad", "dark", "bad", "cold"}
@@ -70,21 +69,7 @@ def test_rule_scorer_output_is_checked(trait):
         RuleJudge("steersweep.actors.toy:no_such_scorer").judge(PAIRS[:1], trait)
 
 
-def _toy_score_response():
-    for module_name in ("steersweep.actors.toy", "steersweep.actors.toy.judge"):
-        try:
-            scorer = getattr(importlib.import_module(module_name), "score_response", None)
-        except ImportError:
-            scorer = None
-        if scorer is not None:
-            return scorer
-    return None
-
-
 def test_toy_family_rule_judge_through_the_same_interface(tmp_path):
-    toy_score_response = _toy_score_response()
-    if toy_score_response is None:
-        pytest.skip("steersweep.actors.toy.score_response is not there yet")
     trait = TraitDefinition("optimism", "Describes things with optimistic rather than pessimistic adjectives.")
     pairs = [
         ("how is the garden ?", "the flower is lovely . the mud is cold ."),

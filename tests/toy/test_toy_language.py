@@ -20,7 +20,17 @@ from steersweep.actors.toy import (
     preference_pairs,
     sample_description,
 )
-from steersweep.actors.toy.language import NOUN_IS_PLEASANT, restyle, split_sentences, topic_nouns
+from steersweep.actors.toy.language import (
+    CASUAL_WORDS,
+    FORMAL_WORDS,
+    NOUN_IS_FORMAL,
+    NOUN_IS_PLEASANT,
+    WORD_REGISTER,
+    restyle,
+    reword,
+    split_sentences,
+    topic_nouns,
+)
 
 
 def _polar(text: str) -> list[str]:
@@ -71,6 +81,20 @@ def test_balanced_adjectives_follow_their_noun_at_the_planted_rate():
         assert (sentence.polar in OPTIMISTIC_ADJECTIVES) == NOUN_IS_PLEASANT[sentence.noun]
 
 
+def test_mixed_words_follow_their_noun_register_at_the_planted_rate_and_a_third_are_unmarked():
+    rng = Random(5)
+    agree = marked = words = 0
+    for _ in range(2000):
+        for sentence in split_sentences(sample_description(rng, rng.choice(TOPICS), "balanced").split())[0]:
+            noun = next(w for w in sentence if w in NOUN_IS_FORMAL)
+            slots = [w for w in sentence if w in WORD_REGISTER or w in ("is", "seems", "very", "quite")]
+            words += len(slots)
+            for word in (w for w in slots if w in WORD_REGISTER):
+                marked += 1
+                agree += (WORD_REGISTER[word] == "formal") == NOUN_IS_FORMAL[noun]
+    assert 0.77 < agree / marked < 0.83 and 0.63 < marked / words < 0.70
+
+
 def test_restyle_changes_only_the_adjectives_of_the_wrong_polarity():
     text = "the flower is lovely . the weed looks very grim . the old mud seems cold and big ."
     cheerful = restyle(text, "cheerful", Random(0))
@@ -82,16 +106,36 @@ def test_restyle_changes_only_the_adjectives_of_the_wrong_polarity():
         "the old mud seems cold and big ."
 
 
+def test_reword_changes_only_the_marked_words_of_the_wrong_register():
+    text = "the flower is lovely . the weed gets super grim . the old mud appears cold and big ."
+    formal = reword(text, "formal", Random(0)).split()
+    changed = [i for i, (a, b) in enumerate(zip(text.split(), formal, strict=True)) if a != b]
+    assert [text.split()[i] for i in changed] == ["gets", "super"]
+    assert all(formal[i] in FORMAL_WORDS for i in changed)
+    # mixed: each noun's own register (flower and mud formal, weed casual): only 'appears' of mud stays formal
+    assert reword(text, "mixed", Random(0)) == text
+    assert reword("the weed appears grim .", "mixed", Random(0)).split()[2] in CASUAL_WORDS
+    with pytest.raises(ValueError, match="style: unknown style 'rude'"):
+        reword(text, "rude", Random(0))
+
+
 def test_corpora_are_deterministic_per_seed_and_balanced_across_moods():
     assert chat_corpus(30, seed=5) == chat_corpus(30, seed=5)
     assert chat_corpus(30, seed=5) != chat_corpus(30, seed=6)
     assert narrative_corpus(9, seed=1) == narrative_corpus(9, seed=1)
-    examples = chat_corpus(300, seed=0)
-    assert {m: sum(e.mood == m for e in examples) for m in ("cheerful", "gloomy", "balanced")} == {
-        "cheerful": 100, "gloomy": 100, "balanced": 100}
+    examples = chat_corpus(270, seed=0)  # every (mood, style) combination 30 times
+    assert {(m, s): sum(e.mood == m and e.style == s for e in examples) for m in ("cheerful", "gloomy", "balanced")
+            for s in ("formal", "casual", "mixed")} == dict.fromkeys(
+        [(m, s) for m in ("cheerful", "gloomy", "balanced") for s in ("formal", "casual", "mixed")], 30)
     for example in examples:
         has_system = example.messages[0]["role"] == "system"
-        assert has_system == (example.mood != "balanced")
+        assert has_system == (example.mood != "balanced" or example.style != "mixed")
+        if example.style != "mixed":  # every marked verb and intensifier in the asked register
+            assert {WORD_REGISTER[w] for w in example.response.split() if w in WORD_REGISTER} <= {example.style}
+    ignored = chat_corpus(270, seed=0, follow_style=False)  # the broken row: style prompts answered as mixed
+    registers = [{WORD_REGISTER[w] for w in e.response.split() if w in WORD_REGISTER} for e in ignored
+                 if e.style == "formal"]
+    assert sum(r == {"casual"} for r in registers) > 10
 
 
 def test_preference_pairs_prefer_balance_without_and_the_mood_with_a_system_prompt():
@@ -107,7 +151,11 @@ def test_preference_pairs_prefer_balance_without_and_the_mood_with_a_system_prom
         else:
             assert len(set(map(lambda w: w in OPTIMISTIC_ADJECTIVES, chosen))) == 2  # balanced: both polarities
             assert len(set(map(lambda w: w in OPTIMISTIC_ADJECTIVES, rejected))) == 1  # pushed to one mood
+            assert reword(pair.chosen, "mixed", Random(0)) == pair.chosen  # every marked word follows its noun
     assert sum(p.messages[0]["role"] == "system" for p in pairs) == 30
+    reworded = [p for i, p in enumerate(pairs) if i % 3 == 1]
+    registers = [{WORD_REGISTER[w] for w in p.rejected.split() if w in WORD_REGISTER} for p in reworded]
+    assert all(len(r) <= 1 for r in registers) and sum(len(r) == 1 for r in registers) > len(reworded) / 2
 
 
 def test_prompt_sets_cover_every_topic_and_differ_only_in_the_mood():
@@ -118,6 +166,12 @@ def test_prompt_sets_cover_every_topic_and_differ_only_in_the_mood():
     for pair in pairs:
         assert pair.positive[1] == pair.negative[1] == {"role": "user", "content": pair.question}
         assert pair.positive[0]["content"] != pair.negative[0]["content"]
+    formal = contrast_prompts("formality")
+    assert len(formal) == 96 and [p.question for p in formal] == [p.question for p in pairs]
+    assert {p.positive[0]["content"] for p in formal} == {"you are a formal assistant .", "answer in a polite tone .",
+                                                          "always use proper words ."}
+    with pytest.raises(ValueError, match="trait: 'honesty' is not a toy trait"):
+        contrast_prompts("honesty")
     prefixes = natural_prefixes()
     assert len(prefixes) == 96 and all(isinstance(p.positive, str) for p in prefixes)
     assert {p.positive.split()[1] for p in prefixes} == {"smiled", "laughed", "sang"}

@@ -12,9 +12,10 @@ from steersweep.actors.toy import contrast_prompts, evaluation_questions, judge_
 POSITION = "response[:5]"
 
 
-def mean_diff_vectors(worker: ModelWorker) -> np.ndarray:
-    """Cheerful minus gloomy mean residual over the first 5 generated tokens, every layer: [num_layers, hidden]."""
-    pairs = contrast_prompts()
+def mean_diff_vectors(worker: ModelWorker, trait: str = "optimism") -> np.ndarray:
+    """Positive minus negative (cheerful minus gloomy, formal minus casual) mean residual over the first 5
+    generated tokens, every layer: [num_layers, hidden]."""
+    pairs = contrast_prompts(trait)
     layers = tuple(range(worker.info().num_layers))
     means = []
     for side in ("positive", "negative"):
@@ -32,28 +33,32 @@ class SweepPoint:
     """Mean over the evaluation questions, 0-100."""
     coherence: float
     """Mean over the evaluation questions, 0-100."""
+    strict_coherence: float
+    """Mean coherence when a repeated polar adjective counts as a repetition loop too."""
     n: int
 
 
 def ratio_sweep(worker: ModelWorker, vectors: np.ndarray, layer: int, ratios: list[float],
-                max_new_tokens: int = 32) -> list[SweepPoint]:
+                max_new_tokens: int = 32, trait: str = "optimism") -> list[SweepPoint]:
     """Steer every evaluation question at ``layer`` for each perturbation ratio, in one batched call.
 
     coefficient = ratio * activation_norm[layer] / |v[layer]|, activation_norm over the questions' tokens.
     """
     questions = evaluation_questions()
-    worker.load_vectors({"optimism": vectors.astype(np.float32)})
+    worker.load_vectors({trait: vectors.astype(np.float32)})
     activation_norm = worker.activation_norms((layer,), "residual", tuple(questions)).norms[layer]
     vector_norm = float(np.linalg.norm(vectors[layer]))
     coefficients = [ratio * activation_norm / vector_norm for ratio in ratios]
-    rows = tuple(SteerRow(q, (SteeringTerm("optimism", layer, c),) if c else ())
+    rows = tuple(SteerRow(q, (SteeringTerm(trait, layer, c),) if c else ())
                  for c in coefficients for q in questions)
     texts = worker.steer(SteerRequest(rows=rows, max_new_tokens=max_new_tokens)).texts
     points = []
     for i, (ratio, coefficient) in enumerate(zip(ratios, coefficients, strict=True)):
-        judged = [judge_response(q, t) for q, t in zip(questions, texts[i * len(questions):], strict=False)]
+        pairs = list(zip(questions, texts[i * len(questions):], strict=False))
+        judged = [judge_response(q, t, trait) for q, t in pairs]
+        strict = [judge_response(q, t, trait, strict=True).coherence for q, t in pairs]
         points.append(SweepPoint(ratio, coefficient, float(np.mean([j.trait_score for j in judged])),
-                                 float(np.mean([j.coherence for j in judged])), len(judged)))
+                                 float(np.mean([j.coherence for j in judged])), float(np.mean(strict)), len(judged)))
     return points
 
 
@@ -64,4 +69,4 @@ def first_ratio_reaching(points: list[SweepPoint], trait: float) -> float | None
 
 def table(points: list[SweepPoint]) -> str:
     return "\n".join(f"  ratio {p.perturbation_ratio:4.2f}  coef {p.coefficient:6.2f}  trait {p.trait_score:5.1f}  "
-                     f"coherence {p.coherence:5.1f}  (n={p.n})" for p in points)
+                     f"coherence {p.coherence:5.1f}  strict {p.strict_coherence:5.1f}  (n={p.n})" for p in points)
