@@ -9,6 +9,7 @@ Layout::
       data/activations/       model=MODEL/trait=TRAIT/COMPONENT@POSITION.parquet
       data/rollouts/          model=MODEL/trait=TRAIT.parquet  (extraction rollouts, replayed for new positions)
       data/vectors.parquet    one row per (model, trait, method, component, position, layer)
+      data/drift_rollouts/    model=MODEL/trait=TRAIT.parquet  (steered + unsteered rollouts for BAI / validation)
       data/trials/  data/responses/  data/judgments/  data/analysis/
       report.html
 
@@ -84,8 +85,8 @@ class RunPaths:
         object.__setattr__(self, "root", Path(root))
 
     def create(self) -> Self:
-        for folder in (self.vectors_dir, self.activations_dir, self.rollouts_dir, self.trials_dir,
-                       self.responses_dir, self.judgments_dir, self.analysis_dir):
+        for folder in (self.vectors_dir, self.activations_dir, self.rollouts_dir, self.drift_rollouts_dir,
+                       self.trials_dir, self.responses_dir, self.judgments_dir, self.analysis_dir):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -118,6 +119,10 @@ class RunPaths:
     @property
     def rollouts_dir(self) -> Path:
         return self.data_dir / "rollouts"
+
+    @property
+    def drift_rollouts_dir(self) -> Path:
+        return self.data_dir / "drift_rollouts"
 
     @property
     def vectors_table(self) -> Path:
@@ -158,3 +163,8 @@ class RunPaths:
     def rollouts_path(self, model: str, trait: str) -> Path:
         """``data/rollouts/model=MODEL/trait=TRAIT.parquet``."""
         return self.rollouts_dir / f"model={check_name(model, 'model')}" / f"trait={check_name(trait, 'trait')}.parquet"
+
+    def drift_rollouts_path(self, model: str, trait: str) -> Path:
+        """``data/drift_rollouts/model=MODEL/trait=TRAIT.parquet``."""
+        return (self.drift_rollouts_dir / f"model={check_name(model, 'model')}"
+                / f"trait={check_name(trait, 'trait')}.parquet")

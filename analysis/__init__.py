@@ -51,6 +51,7 @@ from .trait_dataset import (
 from .trait_vector import TraitVector
 from .transfer import activation_transfer_test, transfer_curves, transfer_matrix
 from .validation import validation_counts, validation_table
+from .vector_similarity import vector_similarity
 from .weight_diff import (
     COMPONENTS,
     RESIDUAL_COMPONENTS,
@@ -144,6 +145,7 @@ __all__ = [
     "unembedding_row",
     "validation_counts",
     "validation_table",
+    "vector_similarity",
     "weight_diff",
     "weight_diff_ray",
 ]

@@ -1,125 +1,66 @@
-"""The analysis stage: thin glue from the run directory's tables to ``data/analysis/<name>.parquet``.
+"""The analysis stage: glue from the pipeline to ``steersweep.analysis`` (which owns every analysis concept).
 
-- ``transfer``: per (target, trait, vector source) the best coherent trait score with its SE and n, the unsteered
-  baseline and the gain (the transfer matrix of the report).
-- ``similarity``: cosine between the vectors of every two sources of one trait, per layer.
-- ``weight_diff``: per decoder layer, the relative Frobenius norm of the weight change between the members of one
-  family (base -> sft -> dpo), read from the safetensors files (no model is built).
+Units, in order (each recorded in the manifest and skipped when done):
 
-BAI and the validation table come from ``steersweep.analysis`` when it provides them; every table the analysis
-package writes under ``data/analysis`` is shown by the report either way.
+- ``analysis/drifts/MODEL/TRAIT`` (config ``analyses: drifts``): steered (``analysis.drift_ratios``) and unsteered
+  rollouts of ``analysis.drift_scenarios`` questions through the model's actor, judged
+  (:func:`steersweep.engine.drifts.drift_rollouts`) -> ``data/drift_rollouts/model=MODEL/trait=TRAIT.parquet``;
+- ``analysis/transfer``: :func:`steersweep.analysis.transfer_task` -> ``transfer_by_layer``, ``transfer_matrix``;
+- ``analysis/drifts``: :func:`steersweep.analysis.drift_task` -> ``drifts``, ``bai``, ``validation``,
+  ``validation_counts``, ``activation_transfer``, ``predictors``;
+- ``analysis/weight_diff``: :func:`steersweep.analysis.model_diff_task` per family pair (base -> sft -> dpo) ->
+  ``weight_diff_A__B``, ``logit_lens_A__B``, ``trait_alignment_A__B``;
+- ``analysis/similarity``: :func:`steersweep.analysis.vector_similarity` -> ``similarity``.
+
+Tables land in ``data/analysis/<name>.parquet``. When Ray is up (a pipeline run) the table analyses run as Ray tasks
+over the run directory's Parquet (only paths cross the wire), else in this process.
 """
 
 from __future__ import annotations
 
 import itertools
-import re
-from collections.abc import Callable
-from pathlib import Path
+import logging
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
+from .config import SweepConfig
 
-_LAYER = re.compile(r"layers\.(\d+)\.")
+logger = logging.getLogger(__name__)
 
-
-def transfer(pipeline: Any) -> pa.Table | None:
-    from .status import best_configs
-
-    rows = []
-    for best in best_configs(pipeline.run.root):
-        if not best.get("found"):
-            continue
-        rows.append({
-            "target_model": best["target_model"], "trait": best["trait"], "vector_source": best["vector_source"],
-            "best_trait_score": best["trait_score"], "trait_score_se": best["trait_score_se"],
-            "coherence": best["coherence"], "n": best["n"], "layer": best["layer"],
-            "perturbation_ratio": best["perturbation_ratio"], "baseline_trait_score": best["baseline_trait_score"],
-            "gain": best["trait_score"] - best["baseline_trait_score"],
-        })
-    return pa.Table.from_pylist(rows) if rows else None
+TABLE_ANALYSES = ("transfer", "drifts", "weight_diff", "similarity")
 
 
-def similarity(pipeline: Any) -> pa.Table | None:
-    from steersweep.analysis import TraitVector
-
-    config, vectors = pipeline.config, pipeline.config.vectors
-    rows = []
-    for trait in config.traits:
-        sources = sorted({s for s, t, _ in config.extraction_units() if t == trait.name})
-        loaded = {s: TraitVector.load(pipeline.run.vector_path(s, trait.name, vectors.method, vectors.component,
-                                                               vectors.position)) for s in sources}
-        for a, b in itertools.combinations(sources, 2):
-            for layer, cosine in loaded[a].cosine(loaded[b]).items():
-                rows.append({"trait": trait.name, "source_a": a, "source_b": b, "layer": int(layer),
-                             "cosine": float(cosine), "method": vectors.method})
-    return pa.Table.from_pylist(rows) if rows else None
-
-
-def _layer_weights(folder: Path) -> dict[str, np.ndarray]:
-    from safetensors.numpy import load_file
-
-    weights: dict[str, np.ndarray] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        weights.update(load_file(str(file)))
-    return weights
-
-
-def weight_diff(pipeline: Any) -> pa.Table | None:
-    rows = []
-    for before, after in _family_pairs(pipeline):
-        a = _layer_weights(Path(pipeline.model_path(before.name)))
-        b = _layer_weights(Path(pipeline.model_path(after.name)))
-        per_layer: dict[int, list[float]] = {}
-        for key, value in a.items():
-            match = _LAYER.search(key)
-            if match is None or key not in b or b[key].shape != value.shape:
+# ------------------------------------------------------------------------------------------------- the plan
+def drift_units(config: SweepConfig) -> list[tuple[str, str, str]]:
+    """``(model, trait, vector source)`` per drift rollout unit: every model with a vector of the trait, its own
+    when it is an extraction source, else the first source that steers it in the transfer plan."""
+    if not config.analysis.enabled or "drifts" not in config.analysis.analyses:
+        return []
+    extracted = {(s, t) for s, t, _ in config.extraction_units()}
+    units = []
+    for model in config.models:
+        for trait in config.traits:
+            if (model.name, trait.name) in extracted:
+                units.append((model.name, trait.name, model.name))
                 continue
-            sums = per_layer.setdefault(int(match.group(1)), [0.0, 0.0])
-            sums[0] += float(np.sum((b[key].astype(np.float64) - value.astype(np.float64)) ** 2))
-            sums[1] += float(np.sum(value.astype(np.float64) ** 2))
-        for layer, (diff2, norm2) in sorted(per_layer.items()):
-            rows.append({"family": before.family, "from_model": before.name, "to_model": after.name, "layer": layer,
-                         "diff_norm": diff2 ** 0.5, "relative_diff": (diff2 / norm2) ** 0.5 if norm2 else None})
-    return pa.Table.from_pylist(rows) if rows else None
+            sources = [e.source for e in config.vectors.transfer if model.name in e.targets]
+            if sources:
+                units.append((model.name, trait.name, sources[0]))
+    return units
 
 
-def _analysis_tasks():
-    """``steersweep.analysis.tasks`` (the analysis package's study-level tasks) when this install has it."""
-    try:
-        from steersweep.analysis import tasks
-    except ImportError:
-        return None
-    return tasks
+def analysis_units(config: SweepConfig) -> list[str]:
+    """Every unit id of the stage, in the order the pipeline runs them."""
+    if not config.analysis.enabled:
+        return []
+    units = [f"analysis/drifts/{m}/{t}" for m, t, _ in drift_units(config)]
+    return units + [f"analysis/{name}" for name in TABLE_ANALYSES if name in config.analysis.analyses]
 
 
-def analysis_tables(pipeline: Any) -> pa.Table | None:
-    """The analysis package's own tables (transfer matrix by layer; per family pair the weight diff, logit lens and
-    trait alignment) written by ``steersweep.analysis.tasks`` into ``data/analysis``; nothing when it is absent."""
-    tasks = _analysis_tasks()
-    if tasks is None:
-        return None
-    root = str(pipeline.run.root)
-    written: dict[str, int] = {}
-    if hasattr(tasks, "run_analyses"):
-        for result in tasks.run_analyses(root, ["transfer"], use_ray=False,
-                                         coherence_threshold=pipeline.config.search.coherence_threshold).values():
-            written.update(result)
-    if hasattr(tasks, "model_diff_task"):
-        vectors = pipeline.config.vectors
-        sources = {s: str(pipeline.run.vector_path(s, t, vectors.method, vectors.component, vectors.position))
-                   for s, t, _ in pipeline.config.extraction_units()}
-        for before, after in _family_pairs(pipeline):
-            paths = pipeline.model_path(before.name), pipeline.model_path(after.name)
-            written.update(tasks.model_diff_task(root, *paths, f"{before.name}-{after.name}", vectors=sources))
-    return pa.Table.from_pylist([{"table": k, "rows": v} for k, v in sorted(written.items())]) if written else None
-
-
-def _family_pairs(pipeline: Any) -> list[tuple[Any, Any]]:
+def family_pairs(config: SweepConfig) -> list[tuple[Any, Any]]:
+    """Consecutive members (base -> sft -> dpo) of each configured family."""
     order = {"base": 0, "sft": 1, "dpo": 2}
     families: dict[str, list[Any]] = {}
-    for model in pipeline.config.models:
+    for model in config.models:
         if model.family and model.variant in order:
             families.setdefault(model.family, []).append(model)
     pairs = []
@@ -129,7 +70,101 @@ def _family_pairs(pipeline: Any) -> list[tuple[Any, Any]]:
     return pairs
 
 
-ANALYSES: dict[str, Callable[[Any], pa.Table | None]] = {
-    "transfer": transfer, "similarity": similarity, "weight_diff": weight_diff, "tables": analysis_tables,
-}
-"""``tables`` runs the analysis package's tasks (writing their own files) and records what they wrote."""
+# ------------------------------------------------------------------------------------------------- drift rollouts
+def _drift_layer(pipeline: Any, model: str, trait: str, source: str, vector: Any) -> int:
+    """The best coherent layer of the (model, trait, source) study when it has one, else the vector's middle layer."""
+    from .status import best_configs
+
+    for best in best_configs(pipeline.run.root):
+        if (best.get("target_model"), best.get("trait"), best.get("vector_source")) == (model, trait, source) \
+                and best.get("found"):
+            return int(best["layer"])
+    return int(vector.layers[len(vector.layers) // 2])
+
+
+def run_drift_unit(pipeline: Any, model: str, trait_name: str, source: str) -> dict[str, Any]:
+    """Generate, judge and write one drift rollout unit; returns the manifest's extra fields."""
+    from steersweep.actors.judges import TraitDefinition
+    from steersweep.analysis import TraitVector
+
+    from .drifts import drift_rollouts
+    from .pipeline import _load_vector
+
+    config, vectors, analysis = pipeline.config, pipeline.config.vectors, pipeline.config.analysis
+    path = pipeline.run.vector_path(source, trait_name, vectors.method, vectors.component, vectors.position)
+    vector = _load_vector(TraitVector, path)
+    elicitation = next(e for s, t, e in config.extraction_units() if s == source and t == trait_name)
+    dataset = pipeline.dataset(trait_name, elicitation)
+    layer = _drift_layer(pipeline, model, trait_name, source, vector)
+    questions = list(dataset.questions[: analysis.drift_scenarios])
+    pipeline.console.log(f"drift rollouts: {model} x {trait_name} (vector of {source}, layer {layer}, "
+                         f"{len(questions)} scenarios x {len(analysis.drift_ratios)} ratios)")
+    table = drift_rollouts(pipeline.actor(model), model, vector, layer, questions, pipeline.judge(),
+                           TraitDefinition(trait_name, dataset.definition), ratios=analysis.drift_ratios,
+                           max_new_tokens=analysis.drift_max_new_tokens, component=vectors.component,
+                           vector_source=source, seed=config.seed)
+    pipeline.judge().cache.flush()
+    written = pipeline.run.write_table(table, pipeline.run.drift_rollouts_path(model, trait_name))
+    return dict(outputs=[str(written.relative_to(pipeline.run.root))], rows=table.num_rows, layer=layer,
+                vector_source=source)
+
+
+# ------------------------------------------------------------------------------------------------- tables
+def _call(use_ray: bool, function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``, as a Ray task (one CPU) when ``use_ray``."""
+    if not use_ray:
+        return function(*args, **kwargs)
+    import ray
+
+    return ray.get(ray.remote(function).options(num_cpus=1).remote(*args, **kwargs))
+
+
+def _similarity_task(run_dir: str, traits: list[str], paths: dict[str, dict[str, str]], method: str) -> dict[str, int]:
+    """``similarity``: cosine between every two sources' vectors of each trait (read from their files)."""
+    import pyarrow as pa
+
+    from steersweep.analysis import TraitVector, vector_similarity
+
+    from .rundir import RunDir
+
+    tables = [vector_similarity({s: TraitVector.load(p) for s, p in paths[trait].items()}, trait, method)
+              for trait in traits]
+    table = pa.concat_tables(tables)
+    run = RunDir(run_dir)
+    run.write_table(table, run.analysis_dir / "similarity.parquet")
+    return {"similarity": table.num_rows}
+
+
+def run_table_analysis(pipeline: Any, name: str, use_ray: bool) -> dict[str, int]:
+    """One table analysis (``transfer``, ``drifts``, ``weight_diff`` or ``similarity``); returns ``{table: rows}``
+    of what it wrote (empty when its input does not exist, e.g. no drift rollouts)."""
+    from steersweep.analysis import drift_task, model_diff_task, transfer_task
+
+    config, root, vectors = pipeline.config, str(pipeline.run.root), pipeline.config.vectors
+    if name == "transfer":
+        if pipeline.run.read_table(pipeline.run.trials_dir) is None:
+            return {}
+        return _call(use_ray, transfer_task, root, config.search.coherence_threshold)
+    if name == "drifts":
+        if not any(pipeline.run.drift_rollouts_dir.rglob("*.parquet")):
+            return {}
+        return _call(use_ray, drift_task, root, quantile=config.analysis.quantile)
+    sources: dict[str, dict[str, str]] = {}
+    for source, trait, _ in config.extraction_units():
+        path = pipeline.run.vector_path(source, trait, vectors.method, vectors.component, vectors.position)
+        if path.exists():
+            sources.setdefault(trait, {})[source] = str(path)
+    if name == "similarity":
+        traits = sorted(t for t, by_source in sources.items() if len(by_source) > 1)
+        return _call(use_ray, _similarity_task, root, traits, sources, vectors.method) if traits else {}
+    if name == "weight_diff":
+        written: dict[str, int] = {}
+        for before, after in family_pairs(config):
+            members = {m.name for m in config.models if m.family == before.family}  # vectors of one width
+            named = {f"{trait}/{source}": path for trait, by_source in sources.items()
+                     for source, path in by_source.items() if source in members}
+            paths = pipeline.model_path(before.name), pipeline.model_path(after.name)
+            written.update(_call(use_ray, model_diff_task, root, *paths, f"{before.name}__{after.name}",
+                                 vectors=named))
+        return written
+    raise ValueError(f"analysis {name!r} is unknown; use one of {', '.join(TABLE_ANALYSES)}")

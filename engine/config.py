@@ -141,10 +141,30 @@ class ClusterConfig(_Section):
 
 
 class AnalysisConfig(_Section):
+    """The study-level analyses (``steersweep.analysis``), run after the searches; see engine/analysis_stage.py."""
+
     enabled: bool = True
-    analyses: tuple[Literal["transfer", "similarity", "weight_diff", "tables"], ...] = (
-        "transfer", "similarity", "weight_diff", "tables")
-    """``tables``: the analysis package's tasks (transfer by layer, weight diff, logit lens, trait alignment)."""
+    analyses: tuple[Literal["transfer", "drifts", "weight_diff", "similarity"], ...] = (
+        "transfer", "drifts", "weight_diff", "similarity")
+    """transfer: the transfer matrix (by layer and overall); drifts: drift rollouts per (model, trait), then BAI,
+    validation and predictors; weight_diff: per family pair (base -> sft -> dpo) weight diff, logit lens and trait
+    alignment; similarity: cosine between the sources' vectors per layer."""
+    drift_ratios: tuple[float, ...] = Field((0.0, -0.4, -0.2, 0.2, 0.4), min_length=2,
+                                            description="perturbation ratios of the drift rollouts (0 = unsteered)")
+    drift_scenarios: int = Field(8, ge=2, description="scenarios (evaluation questions) per drift rollout unit")
+    drift_max_new_tokens: int = Field(24, ge=1)
+    quantile: float = Field(0.25, gt=0, le=0.5, description="BAI: top / bottom activation quantile")
+
+    @field_validator("drift_ratios")
+    @classmethod
+    def _drift_ratios(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(math.isfinite(r) for r in value):
+            raise ValueError(f"{list(value)} holds a non-finite ratio; use finite numbers such as [0, -0.4, 0.4]")
+        if 0.0 not in value:
+            raise ValueError(f"{list(value)} lacks 0; the unsteered rollout is every scenario's reference")
+        if len(set(value)) != len(value):
+            raise ValueError(f"{list(value)} repeats a ratio; list each once")
+        return value
 
 
 class SweepConfig(_Section):

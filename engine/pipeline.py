@@ -307,23 +307,31 @@ class Pipeline:
             self.result.ran.append(unit)
 
     def analyse(self) -> None:
+        """Drift rollouts per (model, trait) through the actors, then the analysis package's tables (as Ray tasks
+        when Ray is up); see engine/analysis_stage.py."""
         if not self.config.analysis.enabled:
             return
-        from .analysis_stage import ANALYSES
+        from .analysis_stage import TABLE_ANALYSES, drift_units, run_drift_unit, run_table_analysis
 
-        for name, function in ANALYSES.items():
-            if name not in self.config.analysis.analyses:
-                continue
-            unit = f"analysis/{name}"
+        for model, trait, source in drift_units(self.config):
+            unit = f"analysis/drifts/{model}/{trait}"
             if not self._unit(unit):
                 continue
             started = self.manifest.start(unit)
-            table = function(self)
-            outputs = []
-            if table is not None:
-                path = self.run.write_table(table, self.run.analysis_dir / f"{name}.parquet")
-                outputs.append(str(path.relative_to(self.run.root)))
-            self.manifest.finish(unit, started, outputs, rows=0 if table is None else table.num_rows)
+            extra = run_drift_unit(self, model, trait, source)
+            self.manifest.finish(unit, started, extra.pop("outputs"), **extra)
+            self.result.ran.append(unit)
+        import ray
+
+        for name in TABLE_ANALYSES:
+            unit = f"analysis/{name}"
+            if name not in self.config.analysis.analyses or not self._unit(unit):
+                continue
+            started = self.manifest.start(unit)
+            written = run_table_analysis(self, name, use_ray=ray.is_initialized())
+            self.console.log(f"analysis {name}: " + (", ".join(f"{t} ({n} rows)" for t, n in written.items())
+                                                      or "no input yet"))
+            self.manifest.finish(unit, started, [f"data/analysis/{t}.parquet" for t in written], tables=written)
             self.result.ran.append(unit)
 
     def report(self) -> Path:

@@ -4,7 +4,8 @@ tables, so a half-finished run reports what is done.
 Sections (each a ``<section data-section=NAME>``): ``summary`` (units and the best config per study with n and
 SE), one ``study`` per finished study (trait and coherence over perturbation ratio per layer with the sweet spot and
 the breakdown marked, a layer x ratio heatmap, the step log), ``transfer`` (matrix), ``analysis`` (every table in
-``data/analysis``, with plots for vector similarity and weight diffs) and ``config`` (the frozen sweep.yaml).
+``data/analysis``: transfer, validation, BAI with a plot, weight diffs with a plot per family pair, logit lens,
+vector similarity with a plot) and ``config`` (the frozen sweep.yaml).
 """
 
 from __future__ import annotations
@@ -152,34 +153,79 @@ def _transfer_section(trials, figures: _Figures) -> str:
             f"<div class='plots'>{figures.div(fig, 'transfer')}</div></section>")
 
 
-def _analysis_section(root: Path, figures: _Figures) -> str:
+_KNOWN = [  # (table name or prefix, heading) in the order the report shows them; other tables follow
+    ("transfer_matrix", "transfer matrix (best trait delta at coherence >= threshold, per source -> target)"),
+    ("validation_counts", "validation: models passing r > threshold per trait"),
+    ("validation", "validation table: Pearson r(activation drift, behavioral drift) with Fisher-z CI, per model x "
+                   "trait"),
+    ("bai", "BAI: |mean behavioral drift at the top - bottom activation quantile| (research units; < 0.3 BROKEN, "
+            "< 0.7 WEAK)"),
+    ("predictors", "which diagnostic predicts r (correlation across model x trait rows)"),
+    ("activation_transfer", "cross-model activation transfer (A's projections predicting B's behavioral drift)"),
+    ("weight_diff_", "weight diff per layer x component (||dW||_F, relative = ||dW||_F / ||W||_F)"),
+    ("logit_lens_", "logit lens of the residual-facing weight diff (top tokens both directions)"),
+    ("trait_alignment_", "cosine of the weight-diff direction with each trait vector per layer"),
+    ("similarity", "cosine between the sources' trait vectors per layer"),
+]
+
+
+def _analysis_kind(stem: str) -> int:
+    for index, (name, _) in enumerate(_KNOWN):
+        if stem == name or (name.endswith("_") and stem.startswith(name)):
+            return index
+    return len(_KNOWN)
+
+
+def _analysis_plot(stem: str, frame, figures: _Figures) -> str:
     import plotly.graph_objects as go
+
+    if stem == "similarity":
+        fig = go.Figure()
+        for (a, b), group in frame.groupby(["source_a", "source_b"]):
+            fig.add_trace(go.Scatter(x=group["layer"], y=group["cosine"], mode="lines+markers", name=f"{a} vs {b}"))
+        fig.update_layout(title="cosine between vectors per layer", xaxis_title="layer", yaxis_title="cosine",
+                          yaxis_range=[-1, 1])
+        return figures.div(fig, "similarity")
+    if stem.startswith("weight_diff_"):
+        fig = go.Figure()
+        for component, group in frame.groupby("component", sort=False):
+            fig.add_trace(go.Bar(x=group["layer"], y=group["relative"], name=str(component)))
+        fig.update_layout(title=f"{stem.removeprefix('weight_diff_').replace('__', ' → ')}: relative weight change "
+                                "per layer (|ΔW| / |W|)", xaxis_title="layer", yaxis_title="relative Frobenius norm",
+                          barmode="group")
+        return figures.div(fig, "weight_diff")
+    if stem == "bai":
+        fig = go.Figure()
+        for trait, group in frame.groupby("trait"):
+            fig.add_trace(go.Bar(x=[f"{m} L{layer}" for m, layer in zip(group["model"], group["layer"], strict=True)],
+                                 y=group["bai"], name=str(trait), text=group["label"]))
+        fig.add_hline(y=0.3, line=dict(color="#b42318", dash="dash"), annotation_text="BROKEN < 0.3")
+        fig.add_hline(y=0.7, line=dict(color="#18794e", dash="dash"), annotation_text="FUNCTIONAL >= 0.7")
+        fig.update_layout(title="behavioral alignment index per model", xaxis_title="model (layer)",
+                          yaxis_title="BAI (research units)")
+        return figures.div(fig, "bai")
+    return ""
+
+
+def _analysis_section(root: Path, figures: _Figures) -> str:
     import pyarrow.parquet as pq
 
     folder = root / "data" / "analysis"
     files = sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.exists() else []
+    files.sort(key=lambda p: (_analysis_kind(p.stem), p.stem))
     parts = ["<section id='analysis' data-section='analysis'><h2>analysis</h2>"]
     if not files:
         parts.append("<p class='muted'>no analysis table yet</p>")
     for path in files:
         frame = pq.read_table(path).to_pandas()
-        parts.append(f"<h3>{html.escape(path.stem)} <span class='muted'>({len(frame)} rows, "
-                     f"data/analysis/{html.escape(path.name)})</span></h3>")
-        if path.stem == "similarity" and len(frame):
-            fig = go.Figure()
-            for (a, b), group in frame.groupby(["source_a", "source_b"]):
-                fig.add_trace(go.Scatter(x=group["layer"], y=group["cosine"], mode="lines+markers", name=f"{a} vs {b}"))
-            fig.update_layout(title="cosine between vectors per layer", xaxis_title="layer", yaxis_title="cosine",
-                              yaxis_range=[-1, 1])
-            parts.append(f"<div class='plots'>{figures.div(fig, 'similarity')}</div>")
-        if path.stem == "weight_diff" and len(frame):
-            fig = go.Figure()
-            for (a, b), group in frame.groupby(["from_model", "to_model"]):
-                fig.add_trace(go.Bar(x=group["layer"], y=group["relative_diff"], name=f"{a} → {b}"))
-            fig.update_layout(title="relative weight change per layer (|ΔW| / |W|)", xaxis_title="layer",
-                              yaxis_title="relative Frobenius norm")
-            parts.append(f"<div class='plots'>{figures.div(fig, 'weight_diff')}</div>")
-        parts.append(_table(frame))
+        kind = _analysis_kind(path.stem)
+        heading = f"{_KNOWN[kind][1]}: " if kind < len(_KNOWN) else ""
+        parts.append(f"<div data-analysis='{html.escape(path.stem)}'><h3>{html.escape(heading + path.stem)} "
+                     f"<span class='muted'>({len(frame)} rows, data/analysis/{html.escape(path.name)})</span></h3>")
+        plot = _analysis_plot(path.stem, frame, figures) if len(frame) else ""
+        if plot:
+            parts.append(f"<div class='plots'>{plot}</div>")
+        parts.append(_table(frame, [c for c in frame.columns if c != "response_token_ids"]) + "</div>")
     parts.append("</section>")
     return "".join(parts)
 

@@ -53,10 +53,9 @@ def best_configs(root: Path) -> list[dict[str, Any]]:
 def all_units(config: SweepConfig) -> list[str]:
     units = [f"extract/{s}/{t}" for s, t, _ in config.extraction_units()]
     units += [f"search/{study_name(*u)}" for u in config.search_units()]
-    if config.analysis.enabled:
-        from .analysis_stage import ANALYSES
+    from .analysis_stage import analysis_units
 
-        units += [f"analysis/{name}" for name in ANALYSES if name in config.analysis.analyses]
+    units += analysis_units(config)
     return [*units, "report"]
 
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from report_browser import chromium, open_page
 
+from steersweep.analysis import drift_task
 from steersweep.engine.config import parse_config, study_name
 from steersweep.engine.manifest import Manifest, freeze_config
 from steersweep.engine.report import write_report
@@ -68,9 +69,18 @@ def _run_dir(root: Path, studies: list[tuple[str, str, float]], analysis: bool) 
             {"trait": "optimism", "source_a": "base", "source_b": "sft", "layer": layer, "cosine": 0.5 + 0.1 * layer,
              "method": "mean_diff"} for layer in range(4)]), root / "data" / "analysis" / "similarity.parquet")
         pq.write_table(pa.Table.from_pylist([
-            {"family": "toy", "from_model": "base", "to_model": "sft", "layer": layer, "diff_norm": 1.0 + layer,
-             "relative_diff": 0.1 * (layer + 1)} for layer in range(4)]), root / "data" / "analysis" /
-            "weight_diff.parquet")
+            {"layer": layer, "component": component, "diff_norm": 1.0 + layer, "relative": 0.1 * (layer + 1)}
+            for layer in range(4) for component in ("o_proj", "down_proj")]),
+            root / "data" / "analysis" / "weight_diff_base__sft.parquet")
+        # BAI and validation through the analysis package, from drift rollouts whose behavior follows activation
+        rollouts = [{"model": model, "trait": "optimism", "vector_source": model, "layer": 2, "scenario": scenario,
+                     "perturbation_ratio": ratio, "trait_score": 50 + 60 * ratio + (scenario % 3) * slope,
+                     "activation": 1.0 + ratio * (1 + scenario % 4)}
+                    for model, slope in (("sft", 1.0), ("dpo", 9.0)) for scenario in range(8)
+                    for ratio in (0.0, -0.4, 0.4)]
+        (root / "data" / "drift_rollouts").mkdir(parents=True)
+        pq.write_table(pa.Table.from_pylist(rollouts), root / "data" / "drift_rollouts" / "rollouts.parquet")
+        drift_task(root)
     return root
 
 
@@ -114,7 +124,7 @@ def test_report_opens_offline_in_headless_chromium(tmp_path):
     assert page.console == [], page.console
     sections = re.findall(r'data-section="(\w+)"', page.dom)
     assert sections == ["summary", "study", "study", "study", "transfer", "analysis", "config"]
-    expected = ["curves", "heatmap"] * 3 + ["transfer", "similarity", "weight_diff"]
+    expected = ["curves", "heatmap"] * 3 + ["transfer", "bai", "weight_diff", "similarity"]
     divs = re.findall(r'data-plot="(\w+)"><div[^>]*>\s*<div id="(plot-\d+)" class="([^"]*)"', page.dom)
     assert [d[0] for d in divs] == expected
     assert all("js-plotly-plot" in d[2] for d in divs), "a plot was not drawn by plotly.js"
@@ -123,6 +133,9 @@ def test_report_opens_offline_in_headless_chromium(tmp_path):
     assert (width, height) == (1400, 2400)
     assert _png_is_not_blank(tmp_path / "report.png")
     assert "sweet spot" in page.dom and "breakdown" in page.dom
+    analyses = re.findall(r'data-analysis="(\w+)"', page.dom)
+    assert analyses[:4] == ["validation_counts", "validation", "bai", "predictors"], analyses
+    assert {"weight_diff_base__sft", "similarity", "drifts"} <= set(analyses)
     # the console check sees a page's errors (so an empty list above means something)
     broken = tmp_path / "broken.html"
     broken.write_text("<html><body><script>console.error('boom'); notDefined();</script></body></html>")
