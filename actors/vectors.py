@@ -97,7 +97,7 @@ class VectorTable:
                 f"vector {vector_id!r} layer {layer} holds NaN or inf values; re-extract it (e.g. a class with no "
                 "samples gives NaN means) or drop that layer"
             )
-        return torch.from_numpy(array)
+        return torch.from_numpy(array if array.flags.writeable else array.copy())  # Arrow-backed arrays are read-only
 
     def term_layer(self, term: SteeringTerm) -> int:
         """The term's layer as a 0-based index, after checking its vector is loaded at that layer."""
