@@ -75,7 +75,10 @@ def test_gpu_placement_actor_on_cuda_and_real_oom_halving(tmp_path):
                 torch.cuda.empty_cache()
 
         handles = start_actors(plan, {"wide": ModelSpec(str(folder), dtype="float32")}, max_restarts=0,
-                               actor_class=ray.remote(Ballast), actor_kwargs={"max_batch_size": 1024})
+                               actor_class=ray.remote(Ballast),
+                               # the reference path: the fast path keeps its KV cache from the roomy run, so the
+                               # ballast would not make it run out of memory
+                               actor_kwargs={"max_batch_size": 1024, "fast": False})
         assert wait_loaded(handles, timeout_s=300) == {}
         actor = handles[("wide", 0)]
         info = ray.get(actor.info.remote())
