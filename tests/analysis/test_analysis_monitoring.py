@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow.parquet as pq
-from analysis_tiny import save, tiny_model, tiny_tokenizer
+from tiny_models import build_tiny_model as tiny_model
+from tiny_models import build_tiny_tokenizer as tiny_tokenizer
+from tiny_models import save
 
 from steersweep.actors import ModelSpec, ModelWorker, ProjectRequest, SteerRequest, SteerRow
 from steersweep.analysis import TraitVector

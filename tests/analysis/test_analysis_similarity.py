@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from analysis_tiny import save, tiny_model, tiny_tokenizer
 from scipy import stats as sps
+from tiny_models import build_tiny_model as tiny_model
+from tiny_models import build_tiny_tokenizer as tiny_tokenizer
+from tiny_models import save
 
 from steersweep.actors import ModelSpec, ModelWorker
 from steersweep.analysis import activation_similarity, similarity_transfer_correlation

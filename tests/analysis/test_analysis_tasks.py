@@ -7,7 +7,9 @@ import pandas
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from analysis_tiny import save, tiny_model, tiny_tokenizer
+from tiny_models import build_tiny_model as tiny_model
+from tiny_models import build_tiny_tokenizer as tiny_tokenizer
+from tiny_models import save
 
 from steersweep.actors import CaptureRequest, ModelSpec, ModelWorker
 from steersweep.actors.arrow_io import write_parquet_atomic

@@ -9,9 +9,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from analysis_tiny import save as _save
-from analysis_tiny import tiny_model as build_tiny_model
-from analysis_tiny import tiny_tokenizer as build_tiny_tokenizer
+from tiny_models import build_tiny_model, build_tiny_tokenizer
+from tiny_models import save as _save
 
 from steersweep.analysis import (
     COMPONENTS,
