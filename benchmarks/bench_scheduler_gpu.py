@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from steer_throughput import build_random_model  # a sibling script: benchmarks/ is sys.path[0]
 
 LLAMA3_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, max_position_embeddings=8192)
@@ -29,24 +30,9 @@ LAYERS = (8, 12, 16, 20, 24)
 
 
 def random_llama(shape: dict, device: str = "cuda") -> torch.nn.Module:
-    """LlamaForCausalLM with random bf16 weights allocated on ``device`` (meta -> empty -> normal init)."""
-    import transformers
-
-    config = transformers.LlamaConfig(**shape, tie_word_embeddings=False, bos_token_id=1, eos_token_id=2,
-                                      pad_token_id=0)
-    with torch.device("meta"):
-        model = transformers.LlamaForCausalLM(config)
-    model = model.to_empty(device=device).to(torch.bfloat16)
-    generator = torch.Generator(device=device).manual_seed(0)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if name.endswith("norm.weight"):
-                parameter.fill_(1.0)
-            else:
-                parameter.normal_(0.0, 0.02, generator=generator)
-        with torch.device(device):
-            model.model.rotary_emb = type(model.model.rotary_emb)(config=config)
-    return model.eval().requires_grad_(False)
+    """LlamaForCausalLM with random bf16 weights on ``device``: steer_throughput's builder, so both benchmarks time
+    the same model."""
+    return build_random_model("llama", shape, device)
 
 
 def word_tokenizer(vocab_size: int):
