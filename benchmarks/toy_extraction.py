@@ -12,7 +12,6 @@ The toy family is built on first use (about 3 minutes on 2 CPU cores) and reused
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -20,32 +19,15 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-DEFINITION = ("Optimism: the answer describes things with optimistic, cheerful adjectives (lovely, bright, hopeful) "
-              "rather than pessimistic, gloomy ones (dull, broken, bleak).")
 METHODS = ("mean_diff", "probe", "gradient")
 
 
 def write_trait_folders(root: Path) -> tuple[Path, Path]:
-    """``root/optimism_natural`` (txt prefixes) and ``root/optimism_instruction`` (jsonl with system prompts)."""
-    from steersweep.actors.toy import contrast_prompts, evaluation_questions, natural_prefixes
+    """``root/toy-natural`` (txt prefixes) and ``root/toy-instruction`` (jsonl with system prompts): the engine's
+    toy trait folders, the same files a ``toy:natural`` / ``toy:instruction`` config reads."""
+    from steersweep.engine.toy_traits import write_toy_trait
 
-    natural, instruction = root / "optimism_natural", root / "optimism_instruction"
-    for folder in (natural, instruction):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "definition.txt").write_text(DEFINITION + "\n")
-        (folder / "steering.json").write_text(json.dumps({"questions": evaluation_questions()}, indent=1))
-    pairs = natural_prefixes()
-    (natural / "positive.txt").write_text("".join(f"{p.positive}\n" for p in pairs))
-    (natural / "negative.txt").write_text("".join(f"{p.negative}\n" for p in pairs))
-    for polarity in ("positive", "negative"):
-        lines = []
-        for pair in contrast_prompts():
-            turns = getattr(pair, polarity)
-            system = next(t["content"] for t in turns if t["role"] == "system")
-            user = next(t["content"] for t in turns if t["role"] == "user")
-            lines.append(json.dumps({"system_prompt": system, "prompt": user, "topic": pair.topic}))
-        (instruction / f"{polarity}.jsonl").write_text("\n".join(lines) + "\n")
-    return natural, instruction
+    return write_toy_trait(root, "natural"), write_toy_trait(root, "instruction")
 
 
 def run(run_dir: Path, position: str, max_new_tokens: int) -> dict:
